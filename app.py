@@ -1,0 +1,65 @@
+"""NeuroInsight home page and dashboard (``streamlit run app.py``)."""
+
+from __future__ import annotations
+
+import pandas as pd
+import streamlit as st
+
+from neuroinsight import history, ui
+from neuroinsight.inference import read_model_info
+
+ui.page_header("NeuroInsight", ":material/neurology:")
+st.markdown(
+    "**Brain-tumor segmentation on multi-modal MRI with an Attention-UNet.** Upload a BraTS-style case "
+    "(T1, T1ce, T2, FLAIR), get the tumor sub-regions (necrotic core, edema, enhancing tumor) in seconds, "
+    "explore them slice by slice and in 3-D, compare with ground truth, and download a PDF summary. "
+    "Made for teachers giving demos, researchers exploring a model case by case, and anyone who needs a "
+    "readable summary of a case."
+)
+
+st.subheader("Start")
+left, middle, right = st.columns(3)
+left.page_link("pages/1_Upload.py", label="Upload your scans", icon=":material/upload:")
+middle.page_link("pages/1_Upload.py", label="Try the built-in demo case", icon=":material/science:")
+right.page_link(
+    "pages/1_Upload.py", label=f"Pick a case from the data folder ({len(ui.data_cases())})", icon=":material/folder:"
+)
+
+result = ui.current_result()
+if result is not None:
+    st.success(
+        f"Current case: **{result.case.case_id}** - whole tumor {result.volumes_ml['WT']:.1f} cm³ "
+        f"({result.segmentation.model_name})."
+    )
+    st.page_link("pages/2_Viewer.py", label="Open the viewer", icon=":material/visibility:")
+
+st.subheader("Recent analyses")
+runs = history.list_runs(ui.settings().db_path, limit=15)
+if runs:
+    table = pd.DataFrame(
+        [
+            {
+                "time (UTC)": r.created_utc,
+                "case": r.case_id,
+                "model": r.model,
+                "WT cm³": round(r.volumes_ml.get("WT", 0.0), 2),
+                "TC cm³": round(r.volumes_ml.get("TC", 0.0), 2),
+                "ET cm³": round(r.volumes_ml.get("ET", 0.0), 2),
+                "P(HGG)": None if r.hgg_probability is None else round(r.hgg_probability, 2),
+                "Dice WT": None if not r.dice else round(r.dice["WT"], 3),
+            }
+            for r in runs
+        ]
+    )
+    st.dataframe(table, hide_index=True, width="stretch")
+else:
+    st.caption("No analyses yet. They appear here after the first segmentation.")
+
+st.subheader("The models")
+for path in sorted(ui.settings().models_dir.glob("attention_unet*.keras")):
+    info = read_model_info(path)
+    tested = info.get("test_metrics", {})
+    dice = ", ".join(f"{k} {v:.3f}" for k, v in tested.get("dice", {}).items()) or "not measured yet"
+    modalities = " + ".join(info.get("preprocess", {}).get("modalities", []))
+    st.markdown(f"- **{path.name}** ({modalities}): mean Dice on held-out test patients {dice}.")
+st.caption("Full details, data and measured numbers: models/MODEL_CARD.md and the About page.")

@@ -1,0 +1,139 @@
+"""Random training-time transforms on batches of normalised slices.
+
+Every transform takes ``images`` float32 ``(B, H, W, C)`` (z-scored, background 0)
+and ``classes`` uint8 ``(B, H, W)`` and returns transformed copies; geometric
+transforms move both together (labels with nearest-neighbour), intensity
+transforms touch only brain voxels (non-zero) and leave labels alone.
+Randomness comes from an explicit ``numpy.random.Generator``.
+
+Intensity transforms imitate what differs between scanners and sites (global
+gain and offset, contrast curve, coil bias field, noise); geometric ones
+imitate head position and size.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import cv2
+import numpy as np
+from numpy.typing import NDArray
+
+
+@dataclass(frozen=True)
+class AugmentConfig:
+    """Each transform's range; a zero range (or probability 0) turns it off.
+
+    Attributes:
+        flip_prob: Probability of a left-right flip.
+        rotate_deg: Maximum absolute in-plane rotation.
+        scale: Maximum relative zoom (0.1 -> factor 0.9..1.1).
+        intensity_scale: Per-channel gain range (0.15 -> 0.85..1.15), applied to brain voxels.
+        intensity_shift: Per-channel offset range in z-score units.
+        gamma: Maximum |log gamma| of a contrast curve.
+        bias_field: Strength of a smooth multiplicative field (0.2 -> up to +-20 %).
+        noise_std: Maximum standard deviation of additive Gaussian noise (z units).
+        prob: Probability that each non-flip transform is applied to a slice.
+    """
+
+    flip_prob: float = 0.0
+    rotate_deg: float = 0.0
+    scale: float = 0.0
+    intensity_scale: float = 0.0
+    intensity_shift: float = 0.0
+    gamma: float = 0.0
+    bias_field: float = 0.0
+    noise_std: float = 0.0
+    prob: float = 0.5
+
+    def to_dict(self) -> dict:
+        """JSON-ready form."""
+        return asdict(self)
+
+
+NO_AUGMENT = AugmentConfig()
+FLIPS = AugmentConfig(flip_prob=0.5)
+ROBUST = AugmentConfig(
+    flip_prob=0.5,
+    rotate_deg=10.0,
+    scale=0.1,
+    intensity_scale=0.15,
+    intensity_shift=0.2,
+    gamma=0.3,
+    bias_field=0.2,
+    noise_std=0.1,
+    prob=0.3,
+)
+PRESETS: dict[str, AugmentConfig] = {"none": NO_AUGMENT, "flips": FLIPS, "robust": ROBUST}
+
+
+def flip(images: NDArray, classes: NDArray) -> tuple[NDArray, NDArray]:
+    """Left-right flip (the canonical x axis is the slice's first axis)."""
+    return images[::-1].copy(), classes[::-1].copy()
+
+
+def rotate_scale(images: NDArray, classes: NDArray, angle_deg: float, zoom: float) -> tuple[NDArray, NDArray]:
+    """Rotate and zoom one slice ``(H, W, C)`` about its centre; labels nearest-neighbour."""
+    h, w = classes.shape
+    matrix = cv2.getRotationMatrix2D((w / 2 - 0.5, h / 2 - 0.5), angle_deg, zoom)
+    warp = {"dsize": (w, h), "borderMode": cv2.BORDER_CONSTANT, "borderValue": 0}
+    out = cv2.warpAffine(images, matrix, flags=cv2.INTER_LINEAR, **warp).reshape(images.shape)
+    lab = cv2.warpAffine(classes, matrix, flags=cv2.INTER_NEAREST, **warp)
+    return out, lab
+
+
+def gain_offset(images: NDArray, brain: NDArray, gain: NDArray, offset: NDArray) -> NDArray:
+    """``x * gain + offset`` per channel inside the brain."""
+    return np.where(brain[..., None], images * gain + offset, 0).astype(np.float32)
+
+
+def gamma_curve(images: NDArray, brain: NDArray, gammas: NDArray) -> NDArray:
+    """Apply ``x -> x**gamma`` on each channel rescaled to [0, 1] within the brain, then scale back."""
+    out = images.copy()
+    for c, g in enumerate(gammas):
+        values = images[..., c][brain]
+        if values.size == 0:
+            continue
+        lo, hi = float(values.min()), float(values.max())
+        span = hi - lo if hi > lo else 1.0
+        unit = np.clip((images[..., c] - lo) / span, 0, 1)
+        out[..., c] = np.where(brain, unit**g * span + lo, 0)
+    return out
+
+
+def bias_field(shape: tuple[int, int], strength: float, rng: np.random.Generator) -> NDArray[np.float32]:
+    """A smooth multiplicative field ``exp(p(x, y))`` with ``p`` a random 2nd-order polynomial."""
+    h, w = shape
+    yy, xx = np.meshgrid(np.linspace(-1, 1, w), np.linspace(-1, 1, h))
+    terms = np.stack([xx, yy, xx * yy, xx**2, yy**2])
+    coeffs = rng.uniform(-1, 1, size=5) * strength / 2
+    return np.exp(np.tensordot(coeffs, terms, axes=1)).astype(np.float32)
+
+
+def augment_slice(
+    images: NDArray[np.float32], classes: NDArray[np.uint8], config: AugmentConfig, rng: np.random.Generator
+) -> tuple[NDArray[np.float32], NDArray[np.uint8]]:
+    """Apply a random draw of every enabled transform to one slice ``(H, W, C)`` / ``(H, W)``."""
+    n_channels = images.shape[-1]
+    if config.flip_prob and rng.random() < config.flip_prob:
+        images, classes = flip(images, classes)
+    if (config.rotate_deg or config.scale) and rng.random() < config.prob:
+        angle = rng.uniform(-config.rotate_deg, config.rotate_deg)
+        zoom = 1.0 + rng.uniform(-config.scale, config.scale)
+        images, classes = rotate_scale(np.ascontiguousarray(images), np.ascontiguousarray(classes), angle, zoom)
+    brain = np.any(images != 0, axis=-1)
+    if (config.intensity_scale or config.intensity_shift) and rng.random() < config.prob:
+        gain = 1.0 + rng.uniform(-config.intensity_scale, config.intensity_scale, n_channels)
+        offset = rng.uniform(-config.intensity_shift, config.intensity_shift, n_channels)
+        images = gain_offset(images, brain, gain.astype(np.float32), offset.astype(np.float32))
+    if config.gamma and rng.random() < config.prob:
+        images = gamma_curve(images, brain, np.exp(rng.uniform(-config.gamma, config.gamma, n_channels)))
+    if config.bias_field and rng.random() < config.prob:
+        field = bias_field(classes.shape, config.bias_field, rng)
+        lo = images.min()
+        images = np.where(brain[..., None], (images - lo) * field[..., None] + lo, 0).astype(np.float32)
+    if config.noise_std and rng.random() < config.prob:
+        sigma = rng.uniform(0, config.noise_std)
+        noise = rng.normal(0, sigma, images.shape).astype(np.float32)
+        images = np.where(brain[..., None], images + noise, 0).astype(np.float32)
+    return images.astype(np.float32, copy=False), classes

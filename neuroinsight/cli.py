@@ -1,0 +1,419 @@
+"""``python -m neuroinsight <command>``: thin wrappers over the package's API.
+
+Each command has ``_add_<cmd>`` (its arguments) and ``_run_<cmd>`` (one API call
+and printing). User errors (:class:`InputError`) print one line to stderr and
+exit with code 2; anything unexpected exits 1 with a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from collections.abc import Callable
+from dataclasses import replace
+from pathlib import Path
+
+from neuroinsight.config import Settings, resolve_settings
+from neuroinsight.errors import InputError
+
+logger = logging.getLogger(__name__)
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    return resolve_settings(home=args.home, data_dir=getattr(args, "data_dir", None))
+
+
+def _text_progress(enabled: bool) -> Callable[[int, int], None] | None:
+    if not enabled:
+        return None
+
+    def report(done: int, total: int) -> None:
+        print(f"\r  {done}/{total}", end="\n" if done == total else "", file=sys.stderr, flush=True)
+
+    return report
+
+
+# --------------------------------------------------------------------------- validate
+
+
+def _add_validate(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("validate", help="check a case and print its summary")
+    p.add_argument("path", type=Path, help="BraTS case folder, .zip of one, or 4-D Decathlon NIfTI")
+    p.add_argument("--label", type=Path, help="ground truth for a 4-D Decathlon image [optional]")
+    p.set_defaults(run=_run_validate)
+
+
+def _run_validate(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from neuroinsight import io
+
+    case = io.load_case(args.path, label_path=args.label)
+    sx, sy, sz = case.spacing_mm
+    print(f"case {case.case_id}")
+    print(f"  files        {', '.join(case.source_files)}")
+    print(f"  shape        {case.shape} (canonical RAS)")
+    print(f"  spacing      {sx:.3g} x {sy:.3g} x {sz:.3g} mm")
+    print(f"  orientation  {case.source_orientation} (source)")
+    for name, volume in case.images.items():
+        low, high, mean = float(volume.min()), float(volume.max()), float(volume.mean())
+        print(f"  {name:<6} range {low:10.4g} .. {high:10.4g}   mean {mean:.4g}")
+    if case.label is None:
+        print("  labels       none")
+    else:
+        values, counts = np.unique(case.label, return_counts=True)
+        listing = ", ".join(f"{int(v)}: {int(c)}" for v, c in zip(values, counts, strict=True))
+        print(f"  labels       {listing} voxels")
+    return 0
+
+
+# --------------------------------------------------------------------------- phantom
+
+
+def _add_phantom(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("phantom", help="write a synthetic BraTS-like case folder")
+    p.add_argument("out_dir", type=Path, help="folder to write <case>_<modality>.nii.gz into")
+    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    p.add_argument("--shape", type=int, nargs=3, default=(240, 240, 155), metavar=("X", "Y", "Z"))
+    p.add_argument("--tumor-radius", type=float, default=22.0, help="tumor radius in mm (default 22)")
+    p.add_argument("--no-tumor", action="store_true", help="a healthy brain")
+    p.set_defaults(run=_run_phantom)
+
+
+def _run_phantom(args: argparse.Namespace) -> int:
+    from neuroinsight import io, phantom
+
+    case = phantom.make_case(
+        seed=args.seed, shape=tuple(args.shape), tumor_radius_mm=0.0 if args.no_tumor else args.tumor_radius
+    )
+    folder = io.save_case(case, args.out_dir)
+    print(f"wrote {case.case_id} to {folder}")
+    return 0
+
+
+# --------------------------------------------------------------------------- train
+
+
+def _add_train(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("train", help="train an Attention-UNet on a BraTS data folder")
+    p.add_argument("--data", dest="data_dir", type=Path, help="BraTS data folder [default: NEUROINSIGHT_DATA]")
+    p.add_argument("--out", type=Path, required=True, help="model path, e.g. models/attention_unet.keras [REQUIRED]")
+    p.add_argument(
+        "--preset", choices=("four", "improved", "seed"), default="seed", help="starting settings (default seed)"
+    )
+    p.add_argument("--epochs", type=int, help="maximum epochs (preset: 25)")
+    p.add_argument("--batch-size", type=int, help="slices per step (seed: 2)")
+    p.add_argument("--lr", type=float, help="Adam learning rate (seed: 1e-3)")
+    p.add_argument(
+        "--precision",
+        choices=("float32", "mixed_bfloat16", "mixed_float16"),
+        help="dtype policy (default float32; mixed_bfloat16 is fast on CPU)",
+    )
+    p.add_argument("--loss", choices=("ce", "ce_dice"), help="ce (seed) or ce_dice")
+    p.add_argument("--augment", choices=("none", "flips", "robust"), help="augmentation preset")
+    p.add_argument("--seed", type=int, help="random seed (default 0)")
+    p.add_argument("--patience", type=int, help="early-stopping patience in epochs (default 8)")
+    p.add_argument("--steps-per-epoch", type=int, help="cap on steps per epoch (smoke runs)")
+    p.add_argument("--split-seed", type=int, default=0, help="seed of the stratified patient split (default 0)")
+    p.add_argument("--n-val", type=int, default=1, help="validation patients (default 1)")
+    p.add_argument("--n-test", type=int, default=2, help="test patients, never trained on (default 2)")
+    p.add_argument("--folds", type=int, help="cross-validation: number of folds (with --fold)")
+    p.add_argument("--fold", type=int, help="cross-validation: which fold is the test fold (0-based)")
+    p.add_argument("--resume", action="store_true", help="continue a killed run from its last epoch")
+    p.add_argument(
+        "--strategy", choices=("auto", "none", "mirrored"), default="auto", help="distribution (default auto)"
+    )
+    p.set_defaults(run=_run_train)
+
+
+def _run_train(args: argparse.Namespace) -> int:
+    from neuroinsight import io
+    from neuroinsight.data import split_cases
+    from neuroinsight.training import PRESET_CONFIGS, train
+
+    settings = _settings(args)
+    config = PRESET_CONFIGS[args.preset]
+    overrides = {
+        "epochs": args.epochs,
+        "batch_size": args.batch_size,
+        "learning_rate": args.lr,
+        "precision": args.precision,
+        "loss": args.loss,
+        "augment": args.augment,
+        "seed": args.seed,
+        "patience": args.patience,
+        "steps_per_epoch": args.steps_per_epoch,
+    }
+    config = replace(config, **{k: v for k, v in overrides.items() if v is not None})
+    grades = io.read_grades(settings.data_dir)
+    folders = {p.name: p for p in io.list_cases(settings.data_dir)}
+    if not grades:
+        grades = {name: "unknown" for name in folders}
+    split = split_cases(
+        grades, n_val=args.n_val, n_test=args.n_test, seed=args.split_seed, n_folds=args.folds, fold=args.fold
+    )
+    for part in ("train", "val", "test"):
+        print(f"{part:<5} {len(split[part]):>2}: {' '.join(split[part])}")
+    result = train(
+        config,
+        [folders[c] for c in split["train"]],
+        [folders[c] for c in split["val"]],
+        args.out,
+        cache_dir=settings.cache_dir,
+        resume=args.resume,
+        strategy=args.strategy,
+        verbose=0 if args.no_progress else "auto",
+        extra_info={"split": split, "data_dir": str(settings.data_dir), "preset": args.preset},
+    )
+    print(f"trained {result.epochs_run} epochs in {result.seconds:.0f} s -> {result.model_path}")
+    return 0
+
+
+# --------------------------------------------------------------------------- segment
+
+
+def _add_model_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", type=Path, help="model file [default: chosen from NEUROINSIGHT_MODELS by modalities]")
+    p.add_argument("--models-dir", type=Path, help="folder of shipped models [default: NEUROINSIGHT_MODELS or models/]")
+    p.add_argument(
+        "--precision", choices=("float32", "mixed_bfloat16"), help="inference precision [default: mixed_bfloat16]"
+    )
+    p.add_argument("--largest-component", action="store_true", help="keep only the largest tumor component")
+    p.add_argument("--min-component-ml", type=float, default=0.0, help="drop tumor components below this volume (cm3)")
+    p.add_argument("--min-et-ml", type=float, default=0.0, help="relabel ET below this total volume as NCR (cm3)")
+
+
+def _segmenter_factory(args: argparse.Namespace):
+    """A function case -> Segmenter honouring --model / --models-dir, loading each model once."""
+    from neuroinsight.inference import DEFAULT_PRECISION, Segmenter, choose_model
+
+    settings = resolve_settings(home=args.home, models_dir=args.models_dir)
+    loaded: dict[Path, Segmenter] = {}
+
+    def segmenter_for(case) -> Segmenter:
+        path = args.model or choose_model(settings.models_dir, case.modalities)
+        if path not in loaded:
+            loaded[path] = Segmenter.from_path(path, precision=args.precision or DEFAULT_PRECISION)
+        return loaded[path]
+
+    return segmenter_for
+
+
+def _postprocess_of(args: argparse.Namespace):
+    from neuroinsight.inference import PostprocessConfig
+
+    return PostprocessConfig(
+        min_component_ml=args.min_component_ml,
+        largest_component_only=args.largest_component,
+        min_enhancing_ml=args.min_et_ml,
+    )
+
+
+def _grader(settings: Settings):
+    from neuroinsight.grading import load_grade_model
+
+    path = settings.models_dir / "grade_classifier.json"
+    return load_grade_model(path) if path.exists() else None
+
+
+def _add_segment(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("segment", help="segment a case and write the label map on its own grid")
+    p.add_argument("case", type=Path, help="BraTS case folder, .zip, or 4-D Decathlon NIfTI")
+    p.add_argument("--out", type=Path, required=True, help="label map to write (.nii.gz) [REQUIRED]")
+    p.add_argument("--probabilities", type=Path, help="also write class probabilities (4-D .nii.gz)")
+    p.add_argument("--uncertainty", type=Path, help="also write the uncertainty map (enables flip TTA)")
+    p.add_argument("--tta", action="store_true", help="test-time augmentation (left-right flip)")
+    _add_model_args(p)
+    p.set_defaults(run=_run_segment)
+
+
+def _run_segment(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from neuroinsight import io
+    from neuroinsight.grading import CAVEAT
+    from neuroinsight.pipeline import analyse_case
+
+    settings = resolve_settings(home=args.home, models_dir=args.models_dir)
+    case = io.load_case(args.case)
+    segmenter = _segmenter_factory(args)(case)
+    result = analyse_case(
+        case,
+        segmenter,
+        _grader(settings),
+        tta=args.tta or args.uncertainty is not None,
+        post=_postprocess_of(args),
+        progress=_text_progress(not args.no_progress),
+    )
+    seg = result.segmentation
+    io.save_label_map(seg.labels, case, args.out)
+    if args.probabilities:
+        io.save_volume(seg.probabilities.astype(np.float32), case, args.probabilities)
+    if args.uncertainty and seg.uncertainty is not None:
+        io.save_volume(seg.uncertainty.astype(np.float32), case, args.uncertainty)
+    print(f"case {case.case_id}: model {seg.model_name} ({'+'.join(seg.modalities)}), {seg.seconds:.1f} s")
+    for region, volume in result.volumes_ml.items():
+        print(f"  {region:<4} {volume:9.2f} cm3")
+    if result.hgg_probability is not None:
+        print(f"  P(HGG) {result.hgg_probability:.2f}  ({CAVEAT})")
+    if result.scores:
+        print("  Dice " + " ".join(f"{r} {s.dice:.3f}" for r, s in result.scores.items()))
+    print(f"wrote {args.out}")
+    return 0
+
+
+# --------------------------------------------------------------------------- evaluate
+
+
+def _add_evaluate(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("evaluate", help="segment and score every case with ground truth in a folder")
+    p.add_argument("data_dir", type=Path, help="folder of BraTS case folders")
+    p.add_argument("--out", type=Path, help="CSV with one row per case and region")
+    p.add_argument("--cases", nargs="+", help="only these case ids")
+    p.add_argument("--labels-out", type=Path, help="folder to write predicted label maps into")
+    _add_model_args(p)
+    p.set_defaults(run=_run_evaluate)
+
+
+def _run_evaluate(args: argparse.Namespace) -> int:
+    from neuroinsight import io
+    from neuroinsight.metrics import summarise
+    from neuroinsight.pipeline import evaluate_folder, rows_to_csv
+
+    case_dirs = io.list_cases(args.data_dir)
+    if args.cases:
+        unknown = sorted(set(args.cases) - {p.name for p in case_dirs})
+        if unknown:
+            raise InputError(f"Not in {args.data_dir}: {', '.join(unknown)}.")
+        case_dirs = [p for p in case_dirs if p.name in args.cases]
+    rows = evaluate_folder(
+        case_dirs,
+        _segmenter_factory(args),
+        post=_postprocess_of(args),
+        label_out=args.labels_out,
+        progress=_text_progress(not args.no_progress),
+    )
+    if not rows:
+        raise InputError(f"No case in {args.data_dir} has ground truth (_seg) to evaluate against.")
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(rows_to_csv(rows))
+    summary = summarise(rows)
+    print(f"{len(rows) // 3} cases")
+    print(f"{'region':<6} {'metric':<15} {'mean':>9} {'median':>9} {'std':>9}")
+    for region, metrics in summary.items():
+        for metric, stats in metrics.items():
+            print(f"{region:<6} {metric:<15} {stats['mean']:9.3f} {stats['median']:9.3f} {stats['std']:9.3f}")
+    dice = {r: summary[r]["dice"]["mean"] for r in ("WT", "TC", "ET")}
+    print(f"Dice WT {dice['WT']:.3f} TC {dice['TC']:.3f} ET {dice['ET']:.3f}")
+    return 0
+
+
+# --------------------------------------------------------------------------- report
+
+
+def _add_report(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("report", help="segment a case and write its PDF report")
+    p.add_argument("case", type=Path, help="BraTS case folder, .zip, or 4-D Decathlon NIfTI")
+    p.add_argument("--out", type=Path, required=True, help="PDF to write [REQUIRED]")
+    p.add_argument("--date", help="timestamp printed in the report, ISO format (reproducible output)")
+    _add_model_args(p)
+    p.set_defaults(run=_run_report)
+
+
+def _run_report(args: argparse.Namespace) -> int:
+    from datetime import datetime
+
+    from neuroinsight import io
+    from neuroinsight.pipeline import analyse_case
+    from neuroinsight.report import build_pdf
+
+    settings = resolve_settings(home=args.home, models_dir=args.models_dir)
+    case = io.load_case(args.case)
+    segmenter = _segmenter_factory(args)(case)
+    grader = _grader(settings)
+    result = analyse_case(case, segmenter, grader, post=_postprocess_of(args))
+    created = datetime.fromisoformat(args.date) if args.date else None
+    pdf = build_pdf(
+        result,
+        grade_evaluation=grader.evaluation if grader else None,
+        created=created,
+    )
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_bytes(pdf)
+    print(f"wrote {args.out} ({len(pdf) / 1024:.0f} KB)")
+    return 0
+
+
+# --------------------------------------------------------------------------- fit-grader
+
+
+def _add_fit_grader(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("fit-grader", help="fit the HGG/LGG classifier on a data folder with grades.csv")
+    p.add_argument("--data", dest="data_dir", type=Path, help="BraTS data folder [default: NEUROINSIGHT_DATA]")
+    p.add_argument("--out", type=Path, default=Path("models/grade_classifier.json"), help="output JSON")
+    p.set_defaults(run=_run_fit_grader)
+
+
+def _run_fit_grader(args: argparse.Namespace) -> int:
+    from neuroinsight import io
+    from neuroinsight.grading import fit_grade_model, grade_features
+
+    settings = _settings(args)
+    grades = io.read_grades(settings.data_dir)
+    if not grades:
+        raise InputError(f"{settings.data_dir}/grades.csv is missing; it lists case,grade (HGG/LGG).")
+    features, labels = [], []
+    for case_dir in io.list_cases(settings.data_dir):
+        if case_dir.name not in grades:
+            continue
+        case = io.load_case(case_dir)
+        if case.label is None:
+            continue
+        features.append(grade_features(case.label, case.images, case.spacing_mm))
+        labels.append(grades[case_dir.name])
+    model = fit_grade_model(features, labels)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(model.to_json())
+    ev = model.evaluation
+    print(
+        f"{ev['n_cases']} cases ({ev['n_hgg']} HGG, {ev['n_lgg']} LGG), leave-one-patient-out "
+        f"AUC {ev['auc']:.3f}, balanced accuracy {ev['balanced_accuracy']:.3f} -> {args.out}"
+    )
+    return 0
+
+
+# --------------------------------------------------------------------------- main
+
+
+COMMANDS = (_add_validate, _add_phantom, _add_train, _add_segment, _add_evaluate, _add_report, _add_fit_grader)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``neuroinsight`` argument parser with every subcommand."""
+    parser = argparse.ArgumentParser(prog="python -m neuroinsight", description=__doc__.splitlines()[0])
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    parser.add_argument("--no-progress", action="store_true", help="no progress output")
+    parser.add_argument(
+        "--home", type=Path, help="history and cache folder [default: NEUROINSIGHT_HOME or ~/.neuroinsight]"
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for add in COMMANDS:
+        add(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run one command; return the process exit code."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
+    )
+    try:
+        return args.run(args)
+    except InputError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2

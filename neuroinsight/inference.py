@@ -1,0 +1,258 @@
+"""Segment a whole case in native space with a trained Attention-UNet.
+
+:class:`Segmenter` loads a model once and turns a :class:`~neuroinsight.io.Case`
+into a :class:`Segmentation` on the case's canonical grid (write it back on the
+source grid with :func:`neuroinsight.io.save_label_map`). Every axial slice is
+handled: slices without brain are skipped (their voxels are background), the
+others go through the same preprocessing as in training; probabilities are
+resized back first and the argmax taken afterwards, so resizing never invents
+labels. Voxels outside the brain mask are never labelled tumor.
+
+Optional test-time augmentation averages the prediction with its left-right
+mirror and yields a voxel-wise uncertainty map (normalised entropy of the mean
+probabilities, 0 = certain, 1 = uniform).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from numpy.typing import NDArray
+from scipy import ndimage
+
+from neuroinsight.errors import InputError
+from neuroinsight.io import MODALITIES, Case
+from neuroinsight.preprocessing import (
+    N_CLASSES,
+    PreparedVolume,
+    PreprocessConfig,
+    classes_to_labels,
+    prepare_volume,
+    resize_plane,
+    restore_probabilities,
+)
+
+logger = logging.getLogger(__name__)
+
+#: Shipped models, most capable first: (file name, modalities it needs).
+SHIPPED_MODELS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("attention_unet_4mod.keras", MODALITIES),
+    ("attention_unet.keras", ("t1ce", "flair")),
+)
+DEFAULT_PRECISION = "mixed_bfloat16"
+BATCH_SLICES = 16
+
+
+@dataclass(frozen=True)
+class PostprocessConfig:
+    """Clean-ups applied to the label map (BraTS practice).
+
+    Attributes:
+        min_component_ml: Whole-tumor connected components smaller than this are removed (0: off).
+        largest_component_only: Keep only the largest whole-tumor component.
+        min_enhancing_ml: If the total enhancing volume is below this, relabel it as NCR/NET (0: off).
+    """
+
+    min_component_ml: float = 0.0
+    largest_component_only: bool = False
+    min_enhancing_ml: float = 0.0
+
+
+NO_POSTPROCESS = PostprocessConfig()
+
+
+@dataclass
+class Segmentation:
+    """A segmentation result on the case's canonical grid.
+
+    Attributes:
+        labels: uint8 ``(X, Y, Z)``, BraTS labels ``{0, 1, 2, 4}``.
+        probabilities: float16 ``(X, Y, Z, 4)`` class probabilities (classes 0..3).
+        brain: bool ``(X, Y, Z)`` brain mask.
+        uncertainty: float16 ``(X, Y, Z)`` in [0, 1] with test-time augmentation, else None.
+        model_name: File name of the model that ran.
+        modalities: Input channels the model used.
+        seconds: Wall time of :meth:`Segmenter.segment`.
+    """
+
+    labels: NDArray[np.uint8]
+    probabilities: NDArray[np.float16] = field(repr=False)
+    brain: NDArray[np.bool_] = field(repr=False)
+    model_name: str
+    modalities: tuple[str, ...]
+    seconds: float
+    uncertainty: NDArray[np.float16] | None = field(default=None, repr=False)
+    attention: dict[int, NDArray[np.float16]] = field(default_factory=dict, repr=False)
+    prepared: PreparedVolume | None = field(default=None, repr=False)
+
+    def attention_slice(self, level: int, z: int) -> NDArray[np.float32]:
+        """Attention coefficients of gate ``level`` (1 = finest) on axial slice ``z``, as ``(X, Y)``.
+
+        Returns zeros where the slice had no brain or attention was not recorded.
+        """
+        prepared = self.prepared
+        if prepared is None or level not in self.attention:
+            return np.zeros(self.labels.shape[:2], dtype=np.float32)
+        alpha = self.attention[level][z].astype(np.float32)
+        box = prepared.box
+        window = resize_plane(alpha, (box.size_x, box.size_y))
+        return box.uncrop(window, prepared.full_shape[:2], fill=0.0)
+
+
+def postprocess(labels: NDArray[np.uint8], config: PostprocessConfig, voxel_ml: float) -> NDArray[np.uint8]:
+    """Apply :class:`PostprocessConfig` to a BraTS label map (returns a new array)."""
+    labels = labels.copy()
+    if config.min_component_ml > 0 or config.largest_component_only:
+        components, count = ndimage.label(labels > 0)
+        if count:
+            sizes = ndimage.sum_labels(np.ones_like(labels), components, index=np.arange(1, count + 1))
+            keep = sizes * voxel_ml >= config.min_component_ml
+            if config.largest_component_only:
+                keep = np.arange(1, count + 1) == int(np.argmax(sizes)) + 1
+            labels[~np.concatenate([[True], keep])[components]] = 0
+    if config.min_enhancing_ml > 0:
+        enhancing = labels == 4
+        if 0 < enhancing.sum() * voxel_ml < config.min_enhancing_ml:
+            labels[enhancing] = 1
+    return labels
+
+
+def _normalised_entropy(probs: NDArray[np.float32]) -> NDArray[np.float32]:
+    p = np.clip(probs, 1e-7, 1.0)
+    return (-(p * np.log(p)).sum(axis=-1) / np.log(probs.shape[-1])).astype(np.float32)
+
+
+class Segmenter:
+    """A loaded model plus its preprocessing settings; thread-safe for prediction.
+
+    Args:
+        model: A Keras Attention-UNet.
+        preprocess: The preprocessing it was trained with.
+        name: Shown in results, history and reports.
+        info: The training sidecar JSON (settings, split, measured metrics).
+    """
+
+    def __init__(self, model, preprocess: PreprocessConfig, *, name: str, info: Mapping | None = None) -> None:
+        from neuroinsight.model import with_attention_outputs
+
+        self.model = model
+        self.with_attention = with_attention_outputs(model)
+        self.preprocess = preprocess
+        self.name = name
+        self.info = dict(info or {})
+
+    @classmethod
+    def from_path(cls, path: str | Path, *, precision: str = DEFAULT_PRECISION) -> Segmenter:
+        """Load a ``.keras`` model (``safe_mode=True``) and the JSON beside it.
+
+        Args:
+            path: The model file.
+            precision: ``float32`` or ``mixed_bfloat16`` for the forward pass.
+        """
+        from neuroinsight.model import load_model, with_precision
+
+        path = Path(path)
+        if not path.exists():
+            raise InputError(
+                f"Model {path} not found. Train one with `python -m neuroinsight train` or set NEUROINSIGHT_MODELS."
+            )
+        info = read_model_info(path)
+        preprocess = PreprocessConfig.from_dict(info["preprocess"]) if "preprocess" in info else PreprocessConfig()
+        model = with_precision(load_model(path), precision)
+        info["inference_precision"] = precision
+        return cls(model, preprocess, name=path.name, info=info)
+
+    def predict_slices(self, slices: NDArray[np.float32], *, attention: bool = False) -> list[NDArray[np.float32]]:
+        """Forward ``(B, S, S, C)`` slices; returns ``[probs]`` or ``[probs, alpha_1, ...]``."""
+        net = self.with_attention if attention else self.model
+        outputs = net(slices, training=False)
+        outputs = outputs if isinstance(outputs, list | tuple) else [outputs]
+        return [np.asarray(o, dtype=np.float32) for o in outputs]
+
+    def segment(
+        self,
+        case: Case,
+        *,
+        tta: bool = False,
+        attention: bool = True,
+        post: PostprocessConfig = NO_POSTPROCESS,
+        progress: Callable[[int, int], None] | None = None,
+    ) -> Segmentation:
+        """Segment every slice of a case.
+
+        Args:
+            case: The case (needs the model's modalities).
+            tta: Average with the left-right mirrored prediction and compute uncertainty.
+            attention: Record the attention-gate coefficients per slice.
+            post: Post-processing of the label map.
+            progress: Called as ``progress(done, total)`` over the batches.
+        """
+        started = time.perf_counter()
+        prepared = prepare_volume(case.images, self.preprocess)
+        n_z, size = prepared.slices.shape[0], prepared.slices.shape[1]
+        probs = np.zeros((n_z, size, size, N_CLASSES), dtype=np.float32)
+        probs[..., 0] = 1.0  # slices without brain stay background
+        uncertainty = np.zeros((n_z, size, size), dtype=np.float32) if tta else None
+        gates: dict[int, NDArray[np.float16]] = {}
+        todo = np.nonzero(prepared.has_brain)[0]
+        batches = [todo[i : i + BATCH_SLICES] for i in range(0, len(todo), BATCH_SLICES)]
+        for done, index in enumerate(batches, start=1):
+            outputs = self.predict_slices(prepared.slices[index], attention=attention)
+            batch_probs = outputs[0]
+            if tta:
+                mirrored = self.predict_slices(prepared.slices[index][:, ::-1], attention=False)[0][:, ::-1]
+                batch_probs = (batch_probs + mirrored) / 2
+                uncertainty[index] = _normalised_entropy(batch_probs)  # type: ignore[index]
+            probs[index] = batch_probs
+            for level, alpha in enumerate(outputs[1:], start=1):
+                store = gates.setdefault(level, np.zeros((n_z, *alpha.shape[1:3]), dtype=np.float16))
+                store[index] = alpha[..., 0]
+            if progress is not None:
+                progress(done, len(batches))
+        full = restore_probabilities(probs, prepared)
+        classes = np.argmax(full, axis=-1)
+        classes[~prepared.brain] = 0
+        labels = postprocess(classes_to_labels(classes), post, case.voxel_volume_ml)
+        full_uncertainty = None
+        if uncertainty is not None:
+            restored = restore_probabilities(uncertainty[..., None], prepared)[..., 0]
+            full_uncertainty = np.where(prepared.brain, restored, 0).astype(np.float16)
+        return Segmentation(
+            labels=labels,
+            probabilities=full.astype(np.float16),
+            brain=prepared.brain,
+            model_name=self.name,
+            modalities=self.preprocess.modalities,
+            seconds=time.perf_counter() - started,
+            uncertainty=full_uncertainty,
+            attention=gates,
+            prepared=prepared,
+        )
+
+
+def available_models(models_dir: Path) -> list[tuple[Path, tuple[str, ...]]]:
+    """Shipped models present in ``models_dir`` with the modalities each needs."""
+    return [(models_dir / name, mods) for name, mods in SHIPPED_MODELS if (models_dir / name).exists()]
+
+
+def choose_model(models_dir: Path, modalities: tuple[str, ...]) -> Path:
+    """The four-modality model when all four are present, else the two-channel (T1ce + FLAIR) one."""
+    for path, needs in available_models(models_dir):
+        if all(m in modalities for m in needs):
+            return path
+    raise InputError(
+        f"No model in {models_dir} can run on {', '.join(modalities)}: T1ce and FLAIR are needed. "
+        "Add them, or check NEUROINSIGHT_MODELS."
+    )
+
+
+def read_model_info(path: str | Path) -> dict:
+    """The JSON written beside a model by training (``<model>.json``); empty if absent."""
+    sidecar = Path(path).with_suffix(".json")
+    return json.loads(sidecar.read_text()) if sidecar.exists() else {}

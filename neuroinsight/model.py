@@ -1,0 +1,194 @@
+"""The seed's 2-D Attention-UNet.
+
+Attention gates follow Oktay et al. 2018, "Attention U-Net: Learning Where to
+Look for the Pancreas", arXiv:1804.03999: the additive gate
+``alpha = sigmoid(psi(relu(W_x * x + W_g * g)))`` with 1x1 convolutions, applied
+to every skip connection before it is concatenated in the decoder.
+
+How the network maps onto the seed's architecture table:
+
+=====================  =====================================================
+seed table             here
+=====================  =====================================================
+Input 128x128x2        ``input_shape=(128, 128, 2)`` (T1ce, FLAIR); 4 channels
+                       for the four-modality variant
+Encoder 32 -> 64 -> 128  :func:`conv_block` (two 3x3 Conv2D + ReLU) then 2x2 max pool
+Bottleneck 256         :func:`conv_block` with 256 filters
+Attention gates        :class:`AttentionGate` with 128, 64, 32 intermediate channels
+Decoder                2x upsampling, 3x3 Conv2D + ReLU, concatenation with the
+                       gated skip, :func:`conv_block`
+Output                 1x1 Conv2D + softmax over 4 classes, float32 under any
+                       precision policy
+=====================  =====================================================
+
+Loss (categorical cross-entropy), optimiser (Adam 1e-3) and mixed precision are
+set in :mod:`neuroinsight.training`; this module only builds the network.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import keras
+from keras import layers, ops
+
+GATE_PREFIX = "attention_gate"
+
+
+@keras.saving.register_keras_serializable(package="neuroinsight")
+class AttentionGate(layers.Layer):
+    """Additive attention gate: weights a skip connection by where the coarser features look.
+
+    ``alpha = sigmoid(psi(relu(theta(skip) + phi(gating))))``, ``output = skip * alpha``,
+    with ``theta``, ``phi`` 1x1 convolutions to ``inter_channels`` and ``psi`` a 1x1
+    convolution to one channel (Oktay et al. 2018, arXiv:1804.03999, Fig. 2).
+
+    Args:
+        inter_channels: Channels of the intermediate (theta/phi) space.
+
+    Call args:
+        inputs: ``[skip, gating]``: ``skip (B, H, W, Cs)`` from the encoder and
+            ``gating (B, H, W, Cg)`` from the decoder, already upsampled to ``(H, W)``.
+
+    Returns:
+        ``[gated_skip (B, H, W, Cs), alpha (B, H, W, 1)]`` with ``alpha`` in ``[0, 1]``.
+    """
+
+    def __init__(self, inter_channels: int, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.inter_channels = int(inter_channels)
+        self.theta_skip = layers.Conv2D(self.inter_channels, 1, use_bias=False, name="theta_skip")
+        self.phi_gating = layers.Conv2D(self.inter_channels, 1, name="phi_gating")
+        self.psi = layers.Conv2D(1, 1, name="psi")
+
+    def build(self, input_shape: Sequence[tuple]) -> None:
+        skip_shape, gating_shape = input_shape
+        self.theta_skip.build(skip_shape)
+        self.phi_gating.build(gating_shape)
+        self.psi.build((*skip_shape[:-1], self.inter_channels))
+
+    def call(self, inputs):
+        skip, gating = inputs
+        joint = ops.relu(self.theta_skip(skip) + self.phi_gating(gating))
+        alpha = ops.sigmoid(self.psi(joint))
+        return [skip * alpha, alpha]
+
+    def compute_output_shape(self, input_shape):
+        skip_shape, _ = input_shape
+        return [tuple(skip_shape), (*skip_shape[:-1], 1)]
+
+    def get_config(self) -> dict:
+        config = super().get_config()
+        config.update({"inter_channels": self.inter_channels})
+        return config
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Architecture settings; saved beside the weights so a model can be rebuilt.
+
+    Attributes:
+        input_channels: 2 (T1ce + FLAIR, the seed) or 4 (T1, T1ce, T2, FLAIR).
+        image_size: Side of the square input.
+        n_classes: Output classes (background, NCR/NET, edema, enhancing).
+        filters: Encoder filters per level (seed: 32, 64, 128).
+        bottleneck: Bottleneck filters (seed: 256).
+    """
+
+    input_channels: int = 2
+    image_size: int = 128
+    n_classes: int = 4
+    filters: tuple[int, ...] = (32, 64, 128)
+    bottleneck: int = 256
+
+    def to_dict(self) -> dict:
+        """JSON-ready form."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> ModelConfig:
+        """Inverse of :meth:`to_dict`."""
+        values = dict(data)
+        values["filters"] = tuple(values["filters"])
+        return cls(**values)
+
+
+def conv_block(x, filters: int, name: str):
+    """Two 3x3 ``Conv2D`` + ReLU (the seed's encoder/decoder block)."""
+    for i in (1, 2):
+        x = layers.Conv2D(
+            filters, 3, padding="same", activation="relu", kernel_initializer="he_normal", name=f"{name}_conv{i}"
+        )(x)
+    return x
+
+
+def build_attention_unet(config: ModelConfig = ModelConfig(), *, dtype_policy: str | None = None) -> keras.Model:
+    """Build the Attention-UNet.
+
+    Args:
+        config: Architecture settings (defaults are the seed's).
+        dtype_policy: ``float32``, ``mixed_bfloat16`` or ``mixed_float16``; None keeps the
+            global policy. The softmax output is float32 in every case.
+
+    Returns:
+        A ``keras.Model`` mapping ``(B, S, S, C)`` to class probabilities ``(B, S, S, K)``.
+    """
+    previous = keras.config.dtype_policy()
+    if dtype_policy is not None:
+        keras.config.set_dtype_policy(dtype_policy)
+    try:
+        inputs = keras.Input((config.image_size, config.image_size, config.input_channels), name="slices")
+        x = inputs
+        skips = []
+        for level, filters in enumerate(config.filters, start=1):
+            x = conv_block(x, filters, f"encoder{level}")
+            skips.append(x)
+            x = layers.MaxPooling2D(2, name=f"pool{level}")(x)
+        x = conv_block(x, config.bottleneck, "bottleneck")
+        for level in range(len(config.filters), 0, -1):
+            filters = config.filters[level - 1]
+            x = layers.UpSampling2D(2, name=f"up{level}")(x)
+            x = layers.Conv2D(
+                filters, 3, padding="same", activation="relu", kernel_initializer="he_normal", name=f"up{level}_conv"
+            )(x)
+            gated, _ = AttentionGate(filters, name=f"{GATE_PREFIX}{level}")([skips[level - 1], x])
+            x = layers.Concatenate(name=f"merge{level}")([x, gated])
+            x = conv_block(x, filters, f"decoder{level}")
+        logits = layers.Conv2D(config.n_classes, 1, name="logits")(x)
+        outputs = layers.Activation("softmax", dtype="float32", name="probabilities")(logits)
+        return keras.Model(inputs, outputs, name="attention_unet")
+    finally:
+        keras.config.set_dtype_policy(previous)
+
+
+def with_attention_outputs(model: keras.Model) -> keras.Model:
+    """A model sharing ``model``'s weights that returns ``[probabilities, alpha_1, ..., alpha_L]``.
+
+    ``alpha_l`` is the gate at encoder level ``l`` (1 = full resolution), shape ``(B, H_l, W_l, 1)``.
+    """
+    gates = sorted((layer for layer in model.layers if isinstance(layer, AttentionGate)), key=lambda g: g.name)
+    return keras.Model(model.input, [model.output, *[gate.output[1] for gate in gates]])
+
+
+def model_config_of(model: keras.Model) -> ModelConfig:
+    """Read the architecture settings back from a built model."""
+    _, size, _, channels = model.input_shape
+    filters = tuple(
+        layer.filters for layer in model.layers if layer.name.startswith("encoder") and layer.name.endswith("_conv1")
+    )
+    bottleneck = model.get_layer("bottleneck_conv1").filters
+    return ModelConfig(int(channels), int(size), int(model.output_shape[-1]), filters, int(bottleneck))
+
+
+def with_precision(model: keras.Model, dtype_policy: str) -> keras.Model:
+    """The same network and weights rebuilt under another precision policy."""
+    clone = build_attention_unet(model_config_of(model), dtype_policy=dtype_policy)
+    clone.set_weights(model.get_weights())
+    return clone
+
+
+def load_model(path: str | Path) -> keras.Model:
+    """Load a saved ``.keras`` Attention-UNet with ``safe_mode=True`` (no arbitrary code)."""
+    return keras.saving.load_model(str(path), safe_mode=True, compile=False)

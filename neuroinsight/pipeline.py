@@ -1,0 +1,119 @@
+"""One case end to end (segment, measure, grade, score) and a folder of cases.
+
+The app, the CLI and the benchmarks all call these two functions, so they share
+one code path.
+"""
+
+from __future__ import annotations
+
+import csv
+import io as _io
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from neuroinsight import io, viz
+from neuroinsight.grading import GradeModel, grade_features
+from neuroinsight.inference import NO_POSTPROCESS, PostprocessConfig, Segmentation, Segmenter
+from neuroinsight.metrics import METRIC_NAMES, RegionScores, region_volumes_ml, score_case
+
+
+@dataclass
+class CaseResult:
+    """Everything known about one analysed case.
+
+    Attributes:
+        case: The input case.
+        segmentation: The model's output.
+        volumes_ml: NCR, ED, ET, WT, TC volumes in cm3 of the prediction.
+        hgg_probability: P(HGG) from the grade model (None without one).
+        scores: Metrics per BraTS region when ground truth exists, else None.
+        model_info: The model's training sidecar (settings, split, measured metrics).
+    """
+
+    case: io.Case
+    segmentation: Segmentation
+    volumes_ml: dict[str, float]
+    hgg_probability: float | None
+    scores: dict[str, RegionScores] | None
+    model_info: dict = field(default_factory=dict, repr=False)
+    _windows: dict[str, tuple[float, float]] = field(default_factory=dict, repr=False)
+
+    def display_window(self, modality: str) -> tuple[float, float]:
+        """Intensity window of a modality for display, computed once per case."""
+        if modality not in self._windows:
+            self._windows[modality] = viz.intensity_window(self.case.images[modality])
+        return self._windows[modality]
+
+    @property
+    def tumor_found(self) -> bool:
+        """True when any voxel is labelled tumor."""
+        return bool(self.volumes_ml["WT"] > 0)
+
+
+def analyse_case(
+    case: io.Case,
+    segmenter: Segmenter,
+    grader: GradeModel | None = None,
+    *,
+    tta: bool = False,
+    post: PostprocessConfig = NO_POSTPROCESS,
+    progress: Callable[[int, int], None] | None = None,
+) -> CaseResult:
+    """Segment a case, measure its volumes, estimate the grade and score it against ground truth."""
+    segmentation = segmenter.segment(case, tta=tta, post=post, progress=progress)
+    volumes = region_volumes_ml(segmentation.labels, case.spacing_mm)
+    probability = None
+    if grader is not None and volumes["WT"] > 0:
+        probability = grader.predict_proba(grade_features(segmentation.labels, case.images, case.spacing_mm))
+    scores = None
+    if case.label is not None:
+        scores = score_case(segmentation.labels, case.label, spacing_mm=case.spacing_mm)
+    return CaseResult(case, segmentation, volumes, probability, scores, model_info=segmenter.info)
+
+
+def score_rows(case_id: str, scores: dict[str, RegionScores], model: str) -> list[dict[str, object]]:
+    """One CSV row per region: case, model, region and every metric."""
+    return [{"case": case_id, "model": model, "region": region, **s.to_dict()} for region, s in scores.items()]
+
+
+def rows_to_csv(rows: Sequence[dict[str, object]]) -> str:
+    """Metric rows as CSV text (header: case, model, region, metrics)."""
+    buffer = _io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=["case", "model", "region", *METRIC_NAMES])
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in row.items()})
+    return buffer.getvalue()
+
+
+def evaluate_folder(
+    case_dirs: Sequence[Path],
+    segmenter_for: Callable[[io.Case], Segmenter],
+    *,
+    post: PostprocessConfig = NO_POSTPROCESS,
+    label_out: Path | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> list[dict[str, object]]:
+    """Segment and score every case that has ground truth.
+
+    Args:
+        case_dirs: Case folders.
+        segmenter_for: Picks the segmenter for a case (by its modalities).
+        post: Post-processing settings.
+        label_out: If given, each predicted label map is written there as ``<case>_pred.nii.gz``.
+        progress: Called as ``progress(done, total)`` per case.
+    """
+    rows: list[dict[str, object]] = []
+    for done, case_dir in enumerate(case_dirs, start=1):
+        case = io.load_case(case_dir)
+        if case.label is not None:
+            segmenter = segmenter_for(case)
+            segmentation = segmenter.segment(case, attention=False, post=post)
+            if label_out is not None:
+                io.save_label_map(segmentation.labels, case, label_out / f"{case.case_id}_pred.nii.gz")
+            scores = score_case(segmentation.labels, case.label, spacing_mm=case.spacing_mm)
+            rows += score_rows(case.case_id, scores, segmenter.name)
+        if progress is not None:
+            progress(done, len(case_dirs))
+    return rows

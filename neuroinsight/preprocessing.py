@@ -1,0 +1,277 @@
+"""Array-to-array steps shared by training and inference, so the two never drift apart.
+
+All inputs are canonical ``(x, y, z)`` volumes from :mod:`neuroinsight.io`. The
+network sees axial slices: ``prepare_volume`` returns ``(z, S, S, C)`` float32
+stacks, channels last in the order of ``PreprocessConfig.modalities``.
+
+Two pipelines are provided as settings:
+
+* ``SEED_PREPROCESS`` is the seed notebook as written: T1ce + FLAIR, z-score over
+  *all* voxels of the volume, the whole 240x240 plane resized to 128x128, training
+  slices 50..130.
+* ``DEFAULT_PREPROCESS`` (what the shipped models use): z-score over *brain*
+  voxels with the background kept at 0 (so the share of empty background, which
+  varies between sites and with the field of view, does not change the scale),
+  the plane cropped to the brain's bounding square before resizing (more voxels
+  on the brain, and brain size normalised across sites), every slice that
+  contains brain used for training.
+
+The brain mask is the union of non-zero voxels over all modalities. Resampled
+scans carry small negative values at the brain edge (interpolation ringing of a
+non-negative signal); they are clipped to 0 before normalisation and counted as
+brain.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+from typing import Literal
+
+import cv2
+import numpy as np
+from numpy.typing import NDArray
+
+from neuroinsight.errors import InputError
+
+N_CLASSES = 4
+#: Model class index -> BraTS label (class 3 is enhancing tumor, label 4).
+CLASS_TO_LABEL: tuple[int, ...] = (0, 1, 2, 4)
+
+
+@dataclass(frozen=True)
+class PreprocessConfig:
+    """How a case becomes network input.
+
+    Attributes:
+        modalities: Input channels, in order (``("t1ce", "flair")`` for the seed model).
+        image_size: Side of the square network input in pixels.
+        normalization: ``"brain"`` (z-score over brain voxels, background 0) or ``"volume"``.
+        crop_to_brain: Crop each volume to the brain's bounding square before resizing.
+        slice_range: Training slices ``[start, stop)`` along z, or None for every slice with brain.
+        crop_margin: Voxels added around the brain's bounding box.
+    """
+
+    modalities: tuple[str, ...] = ("t1ce", "flair")
+    image_size: int = 128
+    normalization: Literal["brain", "volume"] = "brain"
+    crop_to_brain: bool = True
+    slice_range: tuple[int, int] | None = None
+    crop_margin: int = 4
+
+    def to_dict(self) -> dict:
+        """JSON-ready form (stored beside a model)."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping) -> PreprocessConfig:
+        """Inverse of :meth:`to_dict`."""
+        values = dict(data)
+        values["modalities"] = tuple(values["modalities"])
+        if values.get("slice_range") is not None:
+            values["slice_range"] = tuple(values["slice_range"])
+        return cls(**values)
+
+
+SEED_PREPROCESS = PreprocessConfig(normalization="volume", crop_to_brain=False, slice_range=(50, 130))
+DEFAULT_PREPROCESS = PreprocessConfig()
+
+
+@dataclass(frozen=True)
+class CropBox:
+    """In-plane window ``[x0, x0 + size_x) x [y0, y0 + size_y)``; may reach past the volume (zero padded)."""
+
+    x0: int
+    y0: int
+    size_x: int
+    size_y: int
+
+    def crop(self, volume: NDArray) -> NDArray:
+        """Cut the window out of ``(X, Y, ...)``, padding with zeros outside the volume."""
+        out = np.zeros((self.size_x, self.size_y, *volume.shape[2:]), dtype=volume.dtype)
+        src, dst = self._overlap(volume.shape[:2])
+        out[dst] = volume[src]
+        return out
+
+    def uncrop(self, window: NDArray, full_xy: tuple[int, int], fill: float = 0) -> NDArray:
+        """Place a window back into an ``(X, Y, ...)`` array filled with ``fill``."""
+        out = np.full((*full_xy, *window.shape[2:]), fill, dtype=window.dtype)
+        src, dst = self._overlap(full_xy)
+        out[src] = window[dst]
+        return out
+
+    def _overlap(self, full_xy: tuple[int, ...]) -> tuple[tuple[slice, slice], tuple[slice, slice]]:
+        x_lo, y_lo = max(self.x0, 0), max(self.y0, 0)
+        x_hi, y_hi = min(self.x0 + self.size_x, full_xy[0]), min(self.y0 + self.size_y, full_xy[1])
+        volume_part = (slice(x_lo, x_hi), slice(y_lo, y_hi))
+        window_part = (slice(x_lo - self.x0, x_hi - self.x0), slice(y_lo - self.y0, y_hi - self.y0))
+        return volume_part, window_part
+
+
+@dataclass
+class PreparedVolume:
+    """Network-ready slices of one case and what is needed to invert the preprocessing.
+
+    Attributes:
+        slices: float32 ``(z, S, S, C)``, normalised and resized.
+        has_brain: bool ``(z,)``, True where the slice contains any brain voxel.
+        box: The in-plane crop applied before resizing.
+        full_shape: Canonical ``(X, Y, Z)`` shape of the case.
+        brain: bool ``(X, Y, Z)`` brain mask.
+    """
+
+    slices: NDArray[np.float32]
+    has_brain: NDArray[np.bool_]
+    box: CropBox
+    full_shape: tuple[int, int, int]
+    brain: NDArray[np.bool_] = field(repr=False)
+
+
+def brain_mask(images: Mapping[str, NDArray]) -> NDArray[np.bool_]:
+    """Union of non-zero voxels over all modalities, bool ``(X, Y, Z)``."""
+    volumes = list(images.values())
+    mask = volumes[0] != 0
+    for volume in volumes[1:]:
+        mask |= volume != 0
+    return mask
+
+
+def zscore(volume: NDArray, mask: NDArray[np.bool_] | None = None) -> NDArray[np.float32]:
+    """Z-score ``(x - mean) / std``.
+
+    Args:
+        volume: Intensities, any shape.
+        mask: Voxels to take the statistics from; voxels outside are set to 0.
+            None uses every voxel (the seed's choice).
+    """
+    volume = volume.astype(np.float32, copy=False)
+    values = volume if mask is None else volume[mask]
+    if values.size == 0:
+        return np.zeros_like(volume)
+    std = float(values.std())
+    out = (volume - float(values.mean())) / (std if std > 0 else 1.0)
+    if mask is not None:
+        out[~mask] = 0.0
+    return out.astype(np.float32, copy=False)
+
+
+def labels_to_classes(label: NDArray) -> NDArray[np.uint8]:
+    """BraTS labels ``{0, 1, 2, 4}`` -> contiguous classes ``{0, 1, 2, 3}`` (label 4 -> 3)."""
+    classes = np.asarray(label, dtype=np.uint8).copy()
+    classes[classes == 4] = 3
+    return classes
+
+
+def classes_to_labels(classes: NDArray) -> NDArray[np.uint8]:
+    """Inverse of :func:`labels_to_classes` (class 3 -> label 4)."""
+    return np.asarray(CLASS_TO_LABEL, dtype=np.uint8)[np.asarray(classes, dtype=np.intp)]
+
+
+def one_hot(classes: NDArray, n_classes: int = N_CLASSES) -> NDArray[np.float32]:
+    """``(...,)`` integer classes -> ``(..., n_classes)`` float32 one-hot."""
+    return np.eye(n_classes, dtype=np.float32)[np.asarray(classes, dtype=np.intp)]
+
+
+def brain_box(mask: NDArray[np.bool_], margin: int) -> CropBox:
+    """Smallest square around the brain in the axial plane, plus ``margin`` voxels."""
+    in_plane = mask.any(axis=2)
+    xs, ys = np.nonzero(in_plane.any(axis=1))[0], np.nonzero(in_plane.any(axis=0))[0]
+    if xs.size == 0:
+        return CropBox(0, 0, mask.shape[0], mask.shape[1])
+    side = max(xs[-1] - xs[0], ys[-1] - ys[0]) + 1 + 2 * margin
+    cx, cy = (xs[0] + xs[-1] + 1) // 2, (ys[0] + ys[-1] + 1) // 2
+    return CropBox(int(cx - side // 2), int(cy - side // 2), int(side), int(side))
+
+
+def resize_plane(volume: NDArray, size: tuple[int, int], *, nearest: bool = False) -> NDArray:
+    """Resize the first two axes of ``(X, Y)`` or ``(X, Y, C)`` with OpenCV.
+
+    Images use area interpolation when shrinking and linear when enlarging; labels nearest.
+    OpenCV 5 resizes at most 4 float channels per call, so channels go in groups of 4.
+    """
+    if volume.shape[0] == size[0] and volume.shape[1] == size[1]:
+        return volume
+    if nearest:
+        interpolation = cv2.INTER_NEAREST
+    elif size[0] < volume.shape[0]:
+        interpolation = cv2.INTER_AREA
+    else:
+        interpolation = cv2.INTER_LINEAR
+    # OpenCV takes (width, height) = (columns, rows); rows are our x axis.
+    dsize = (size[1], size[0])
+    if volume.ndim == 2:
+        return cv2.resize(volume, dsize, interpolation=interpolation)
+    flat = volume.reshape(*volume.shape[:2], -1)
+    parts = [
+        cv2.resize(np.ascontiguousarray(flat[:, :, i : i + 4]), dsize, interpolation=interpolation).reshape(*size, -1)
+        for i in range(0, flat.shape[2], 4)
+    ]
+    return np.concatenate(parts, axis=2).reshape(*size, *volume.shape[2:])
+
+
+def prepare_volume(images: Mapping[str, NDArray], config: PreprocessConfig) -> PreparedVolume:
+    """Normalise, crop and resize a case's modalities into network slices.
+
+    Args:
+        images: Canonical ``(X, Y, Z)`` volumes by modality name; must contain
+            every modality in ``config.modalities``.
+        config: The pipeline settings.
+
+    Returns:
+        A :class:`PreparedVolume` with ``slices`` of shape ``(Z, S, S, C)``.
+    """
+    missing = [m for m in config.modalities if m not in images]
+    if missing:
+        raise InputError(f"This model needs {', '.join(config.modalities)}; missing {', '.join(missing)}.")
+    brain = brain_mask(images)
+    box = brain_box(brain, config.crop_margin) if config.crop_to_brain else CropBox(0, 0, *brain.shape[:2])
+    size = (config.image_size, config.image_size)
+    channels = []
+    for name in config.modalities:
+        volume = np.clip(images[name], 0, None) if config.normalization == "brain" else images[name]
+        normalised = zscore(volume, brain if config.normalization == "brain" else None)
+        channels.append(resize_plane(box.crop(normalised), size))
+    stacked = np.stack(channels, axis=-1)  # (S, S, Z, C)
+    slices = np.ascontiguousarray(stacked.transpose(2, 0, 1, 3), dtype=np.float32)
+    return PreparedVolume(
+        slices=slices,
+        has_brain=brain.any(axis=(0, 1)),
+        box=box,
+        full_shape=tuple(brain.shape),  # type: ignore[arg-type]
+        brain=brain,
+    )
+
+
+def prepare_label(label: NDArray, prepared: PreparedVolume, image_size: int) -> NDArray[np.uint8]:
+    """Crop and resize a canonical BraTS label map like its images: ``(Z, S, S)`` classes 0..3."""
+    classes = labels_to_classes(label)
+    resized = resize_plane(prepared.box.crop(classes), (image_size, image_size), nearest=True)
+    return np.ascontiguousarray(resized.reshape(image_size, image_size, -1).transpose(2, 0, 1))
+
+
+def training_slices(prepared: PreparedVolume, config: PreprocessConfig) -> NDArray[np.intp]:
+    """Indices of the slices a training run uses: ``slice_range`` or every slice with brain."""
+    if config.slice_range is not None:
+        start, stop = config.slice_range
+        return np.arange(max(start, 0), min(stop, prepared.slices.shape[0]))
+    return np.nonzero(prepared.has_brain)[0]
+
+
+def restore_probabilities(probs: NDArray[np.float32], prepared: PreparedVolume) -> NDArray[np.float32]:
+    """Invert crop and resize for per-class probabilities.
+
+    Args:
+        probs: ``(Z, S, S, K)`` softmax output per slice.
+        prepared: The :class:`PreparedVolume` the input came from.
+
+    Returns:
+        float32 ``(X, Y, Z, K)`` on the canonical grid; outside the crop the background
+        class has probability 1. Take the argmax *after* this step.
+    """
+    n_z, _, _, n_classes = probs.shape
+    box = prepared.box
+    window = probs.transpose(1, 2, 0, 3).reshape(probs.shape[1], probs.shape[2], n_z * n_classes)
+    window = resize_plane(window, (box.size_x, box.size_y)).reshape(box.size_x, box.size_y, n_z, n_classes)
+    full = box.uncrop(window, prepared.full_shape[:2], fill=0.0)
+    full[..., 0][~np.any(full > 0, axis=-1)] = 1.0
+    return full

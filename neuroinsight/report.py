@@ -1,0 +1,232 @@
+"""A shareable PDF report of one analysed case (fpdf2).
+
+:func:`build_pdf` takes a :class:`~neuroinsight.pipeline.CaseResult` and returns
+the PDF bytes; it reads no files but the embedded font and no session state.
+Images are rendered with OpenCV (no browser needed). The same inputs and
+``created`` time give byte-identical output.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import tempfile
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+from fpdf import FPDF
+from fpdf.enums import XPos, YPos
+
+from neuroinsight import __version__, viz
+from neuroinsight.grading import CAVEAT
+from neuroinsight.pipeline import CaseResult
+
+DISCLAIMER = "For research and teaching. Not for diagnosis."
+_FONT_DIR = Path(__import__("matplotlib").get_data_path()) / "fonts" / "ttf"
+_VOLUME_NAMES = {
+    "NCR": "Necrotic / non-enhancing core (NCR/NET)",
+    "ED": "Peritumoral edema (ED)",
+    "ET": "Enhancing tumor (ET)",
+    "WT": "Whole tumor (WT = NCR + ED + ET)",
+    "TC": "Tumor core (TC = NCR + ET)",
+}
+
+
+class _ReportPDF(FPDF):
+    def __init__(self, case_id: str, created: datetime, model: str) -> None:
+        super().__init__(format="A4")
+        self.case_id, self.created, self.model_name = case_id, created, model
+        self.add_font("DejaVu", "", str(_FONT_DIR / "DejaVuSans.ttf"))
+        self.add_font("DejaVu", "B", str(_FONT_DIR / "DejaVuSans-Bold.ttf"))
+        self.set_auto_page_break(auto=True, margin=18)
+        self.set_creation_date(created)
+
+    def header(self) -> None:
+        self.set_font("DejaVu", "B", 11)
+        self.cell(0, 6, "NeuroInsight \u2014 brain tumor segmentation report", new_x=XPos.LMARGIN, new_y=YPos.NEXT)
+        self.set_font("DejaVu", "", 8)
+        stamp = self.created.strftime("%Y-%m-%d %H:%M UTC")
+        self.cell(
+            0,
+            5,
+            f"Case {self.case_id}   |   {stamp}   |   model {self.model_name}   |   NeuroInsight {__version__}",
+            new_x=XPos.LMARGIN,
+            new_y=YPos.NEXT,
+        )
+        self.line(self.l_margin, self.get_y() + 1, self.w - self.r_margin, self.get_y() + 1)
+        self.ln(4)
+
+    def footer(self) -> None:
+        self.set_y(-14)
+        self.set_font("DejaVu", "", 8)
+        self.cell(0, 5, f"{DISCLAIMER}   Page {self.page_no()}/{{nb}}", align="C")
+
+    def heading(self, text: str) -> None:
+        self.ln(2)
+        self.set_font("DejaVu", "B", 12)
+        self.cell(0, 7, text, new_x=XPos.LMARGIN, new_y=YPos.NEXT)
+        self.set_font("DejaVu", "", 9.5)
+
+    def paragraph(self, text: str) -> None:
+        self.set_font("DejaVu", "", 9.5)
+        self.multi_cell(0, 5, text, new_x=XPos.LMARGIN, new_y=YPos.NEXT)
+
+    def image_row(self, images: list[tuple[str, np.ndarray]], height_mm: float = 52) -> None:
+        """Images side by side with captions, scaled to the page width."""
+        from io import BytesIO
+
+        gap = 3
+        widths = [height_mm * rgb.shape[1] / rgb.shape[0] for _, rgb in images]
+        scale = min(1.0, (self.epw - gap * (len(images) - 1)) / sum(widths))
+        if self.get_y() + height_mm * scale + 10 > self.page_break_trigger:
+            self.add_page()
+        x, y = self.l_margin, self.get_y()
+        for (caption, rgb), width in zip(images, widths, strict=True):
+            self.image(BytesIO(viz.png_bytes(rgb)), x=x, y=y, w=width * scale, h=height_mm * scale)
+            self.set_xy(x, y + height_mm * scale + 0.5)
+            self.set_font("DejaVu", "", 7.5)
+            self.cell(width * scale, 4, caption, align="C")
+            x += width * scale + gap
+        self.set_xy(self.l_margin, y + height_mm * scale + 6)
+
+
+def _slice_images(result: CaseResult, plane: str, index: int, modality: str, labels: np.ndarray) -> np.ndarray:
+    volume = result.case.images[modality]
+    low, high = viz.intensity_window(volume)
+    gray = viz.window_to_uint8(viz.display_slice(volume, plane, index), low, high)
+    return viz.overlay_labels(gray, viz.display_slice(labels, plane, index), opacity=0.5)
+
+
+def _legend(pdf: _ReportPDF) -> None:
+    pdf.set_font("DejaVu", "", 8)
+    for _, (name, color) in viz.LABEL_COLORS.items():
+        pdf.set_fill_color(*color)
+        pdf.cell(4, 4, "", fill=True)
+        pdf.cell(0, 4, f"  {name}", new_x=XPos.LMARGIN, new_y=YPos.NEXT)
+        pdf.ln(1)
+    pdf.ln(2)
+
+
+def build_pdf(
+    result: CaseResult,
+    *,
+    grade_evaluation: Mapping | None = None,
+    created: datetime | None = None,
+) -> bytes:
+    """Render the report.
+
+    Args:
+        result: The analysed case.
+        grade_evaluation: The grade classifier's cross-validation numbers.
+        created: Timestamp printed in the header (default: now); fix it for reproducible bytes.
+
+    Returns:
+        The PDF file as bytes.
+    """
+    created = created or datetime.now(UTC)
+    model_info = result.model_info
+    grade_evaluation = dict(grade_evaluation or {})
+    case, seg = result.case, result.segmentation
+    pdf = _ReportPDF(case.case_id, created, seg.model_name)
+    pdf.alias_nb_pages()
+    pdf.add_page()
+
+    pdf.heading("Summary")
+    sx, sy, sz = case.spacing_mm
+    found = "A tumor was found." if result.tumor_found else "No tumor was found by the model."
+    pdf.paragraph(
+        f"{found} Modalities provided: {', '.join(m.upper() for m in case.modalities)}; the model used "
+        f"{', '.join(m.upper() for m in seg.modalities)} ({seg.model_name}). Voxel spacing {sx:.3g} \u00d7 {sy:.3g} "
+        f"\u00d7 {sz:.3g} mm (voxel volume {case.voxel_volume_ml * 1000:.3g} mm\u00b3); volumes below in cm\u00b3."
+    )
+    with pdf.table(col_widths=(110, 40), text_align=("LEFT", "RIGHT"), first_row_as_headings=True) as table:
+        table.row(["Region", "Volume (cm\u00b3)"])
+        for key, name in _VOLUME_NAMES.items():
+            table.row([name, f"{result.volumes_ml[key]:.2f} cm\u00b3"])
+    pdf.ln(2)
+    if result.hgg_probability is None:
+        reason = "no tumor was segmented" if not result.tumor_found else "no grade classifier is installed"
+        grade_text = f"Grade: not estimated ({reason})."
+    else:
+        auc = grade_evaluation.get("auc")
+        auc_text = (
+            f" (leave-one-patient-out AUC {auc:.2f} on {grade_evaluation.get('n_cases', '?')} cases)"
+            if auc is not None
+            else ""
+        )
+        grade_text = f"Probability of high-grade glioma (HGG): {result.hgg_probability:.0%}{auc_text}. {CAVEAT}"
+    pdf.paragraph(grade_text)
+
+    pdf.heading("Images at the slice of largest tumor area")
+    labels = seg.labels
+    for modality in ("flair", "t1ce"):
+        row = []
+        for plane in viz.PLANES:
+            index = viz.largest_tumor_slice(labels, plane)
+            row.append((f"{modality.upper()} {plane} {index}", _slice_images(result, plane, index, modality, labels)))
+        pdf.image_row(row)
+    _legend(pdf)
+    montage = viz.tumor_slices(labels, 6)
+    if montage:
+        pdf.heading("Axial slices across the tumor (FLAIR)")
+        pdf.image_row([(f"z = {z}", _slice_images(result, "axial", z, "flair", labels)) for z in montage], height_mm=30)
+
+    if result.scores is not None and case.label is not None:
+        pdf.heading("Agreement with the provided ground truth")
+        with pdf.table(col_widths=(20, 22, 22, 28, 28, 30), text_align="CENTER") as table:
+            table.row(["Region", "Dice", "IoU", "Sensitivity", "Specificity", "HD95 (mm)"])
+            for region, s in result.scores.items():
+                table.row(
+                    [
+                        region,
+                        f"{s.dice:.3f}",
+                        f"{s.iou:.3f}",
+                        f"{s.sensitivity:.3f}",
+                        f"{s.specificity:.4f}",
+                        f"{s.hd95_mm:.1f}",
+                    ]
+                )
+        index = viz.largest_tumor_slice(case.label, "axial")
+        pdf.ln(2)
+        pdf.image_row(
+            [
+                (f"ground truth, axial {index}", _slice_images(result, "axial", index, "flair", case.label)),
+                (f"prediction, axial {index}", _slice_images(result, "axial", index, "flair", labels)),
+            ],
+            height_mm=60,
+        )
+    else:
+        pdf.heading("Agreement with ground truth")
+        pdf.paragraph("No ground truth was provided, so no accuracy metrics are reported for this case.")
+
+    pdf.heading("Method")
+    pre = model_info.get("preprocess", {})
+    size = pre.get("image_size", 128)
+    tested = model_info.get("test_metrics", {})
+    accuracy = ", ".join(f"{r} {v:.3f}" for r, v in tested.get("dice", {}).items()) or "not recorded"
+    pdf.paragraph(
+        "2-D Attention-UNet (Oktay et al. 2018) applied slice by slice on axial slices: encoder 32\u219264\u2192128, "
+        "bottleneck 256, additive attention gates on every skip connection, 4-class softmax. "
+        f"Input: {', '.join(pre.get('modalities', seg.modalities))}, z-scored over "
+        f"{'brain voxels' if pre.get('normalization', 'brain') == 'brain' else 'the whole volume'}, resized to "
+        f"{size}\u00d7{size}; probabilities resized back to the scan's own grid. "
+        f"Trained on {len(model_info.get('train_cases', [])) or 'the shared'} BraTS 2018 cases. "
+        f"Mean Dice on held-out test patients ({', '.join(tested.get('cases', [])) or 'see model card'}): {accuracy}. "
+        "Regions follow BraTS: WT = labels 1+2+4, TC = 1+4, ET = 4; HD95 in mm; sensitivity \u2265 0 and \u2264 1."
+    )
+    return bytes(pdf.output())
+
+
+def page_previews(pdf: bytes, *, dpi: int = 60) -> list[bytes]:
+    """PNG images of each page via poppler's ``pdftoppm``; empty when it is not installed."""
+    if shutil.which("pdftoppm") is None:
+        return []
+    with tempfile.TemporaryDirectory(prefix="neuroinsight-preview-") as tmp:
+        source = Path(tmp) / "report.pdf"
+        source.write_bytes(pdf)
+        subprocess.run(
+            ["pdftoppm", "-png", "-r", str(dpi), str(source), str(Path(tmp) / "page")], check=True, timeout=60
+        )
+        return [p.read_bytes() for p in sorted(Path(tmp).glob("page*.png"))]

@@ -1,0 +1,317 @@
+"""Training routine: the seed's settings by default, improvements as named options.
+
+Seed settings: categorical cross-entropy, Adam 1e-3, batch 2, mixed precision.
+Mixed precision is a setting because the seed's ``mixed_float16`` is meant for
+GPUs (about 5x slower than float32 on this CPU); ``mixed_bfloat16`` is the fast
+choice on CPUs with AMX/AVX-512 BF16.
+
+A run writes, beside ``out`` (``models/NAME.keras``):
+
+* ``NAME.keras``: the best epoch on validation (mean tumor-class Dice);
+* ``NAME.json``: model, preprocessing and training settings, split and timing;
+* ``NAME.log.csv``: per-epoch loss and per-class Dice/IoU (Keras ``CSVLogger``);
+* ``.NAME.backup/``: Keras ``BackupAndRestore`` state, so a killed run started
+  again with ``resume=True`` continues from its last finished epoch.
+
+Distribution: ``tf.distribute.MirroredStrategy`` is used when several GPUs are
+visible. Several machines are not supported by ``fit`` in Keras 3
+(``MultiWorkerMirroredStrategy`` fails there, keras-team/keras#20585); use one
+machine.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import platform
+import shutil
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+
+import keras
+from keras import ops
+
+from neuroinsight.augmentation import PRESETS, AugmentConfig
+from neuroinsight.data import SliceDataset
+from neuroinsight.errors import InputError
+from neuroinsight.model import ModelConfig, build_attention_unet
+from neuroinsight.preprocessing import DEFAULT_PREPROCESS, N_CLASSES, SEED_PREPROCESS, PreprocessConfig
+
+logger = logging.getLogger(__name__)
+
+PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
+LOSSES = ("ce", "ce_dice")
+CLASS_NAMES = ("background", "ncr", "edema", "enhancing")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything that defines a training run (saved beside the model).
+
+    Attributes:
+        preprocess: Input pipeline (its ``modalities`` fix the input channels).
+        filters: Encoder filters per level.
+        bottleneck: Bottleneck filters.
+        epochs: Maximum epochs.
+        batch_size: Slices per step (seed: 2).
+        learning_rate: Adam learning rate (seed: 1e-3).
+        precision: Keras dtype policy, one of ``PRECISIONS``.
+        loss: ``"ce"`` (seed) or ``"ce_dice"`` (cross-entropy + soft Dice over tumor classes).
+        augment: Name of an augmentation preset (``none``, ``flips``, ``robust``).
+        seed: Seeds weights, data order and augmentation.
+        patience: Early-stopping patience in epochs (learning rate halves after half of it).
+        steps_per_epoch: Limit on steps per epoch (None: the whole training set).
+    """
+
+    preprocess: PreprocessConfig = DEFAULT_PREPROCESS
+    filters: tuple[int, ...] = (32, 64, 128)
+    bottleneck: int = 256
+    epochs: int = 25
+    batch_size: int = 2
+    learning_rate: float = 1e-3
+    precision: str = "float32"
+    loss: str = "ce"
+    augment: str = "none"
+    seed: int = 0
+    patience: int = 8
+    steps_per_epoch: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.precision not in PRECISIONS:
+            raise InputError(f"precision must be one of {PRECISIONS}, got {self.precision!r}.")
+        if self.loss not in LOSSES:
+            raise InputError(f"loss must be one of {LOSSES}, got {self.loss!r}.")
+        if self.augment not in PRESETS:
+            raise InputError(f"augment must be one of {tuple(PRESETS)}, got {self.augment!r}.")
+        if self.epochs < 1 or self.batch_size < 1 or self.learning_rate <= 0:
+            raise InputError("epochs and batch size must be positive, and the learning rate above 0.")
+
+    @property
+    def model(self) -> ModelConfig:
+        """The architecture this run builds."""
+        return ModelConfig(
+            input_channels=len(self.preprocess.modalities),
+            image_size=self.preprocess.image_size,
+            n_classes=N_CLASSES,
+            filters=self.filters,
+            bottleneck=self.bottleneck,
+        )
+
+    @property
+    def augmentation(self) -> AugmentConfig:
+        """The augmentation preset's settings."""
+        return PRESETS[self.augment]
+
+    def to_dict(self) -> dict:
+        """JSON-ready form."""
+        data = asdict(self)
+        data["preprocess"] = self.preprocess.to_dict()
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict) -> TrainConfig:
+        """Inverse of :meth:`to_dict`."""
+        values = dict(data)
+        values["preprocess"] = PreprocessConfig.from_dict(values["preprocess"])
+        values["filters"] = tuple(values["filters"])
+        return cls(**values)
+
+
+#: Named starting points; CLI flags override single fields.
+PRESET_CONFIGS: dict[str, TrainConfig] = {
+    "seed": TrainConfig(preprocess=SEED_PREPROCESS),
+    "improved": TrainConfig(loss="ce_dice", augment="flips"),
+    "four": TrainConfig(
+        preprocess=replace(DEFAULT_PREPROCESS, modalities=("t1", "t1ce", "t2", "flair")),
+        loss="ce_dice",
+        augment="flips",
+    ),
+}
+
+
+@dataclass
+class TrainResult:
+    """What a finished run produced."""
+
+    model_path: Path
+    epochs_run: int
+    seconds: float
+    history: dict[str, list[float]] = field(default_factory=dict)
+
+
+# --------------------------------------------------------------------------- loss and metrics
+
+
+def soft_dice_loss(y_true, y_pred, smooth: float = 1.0):
+    """``1 - mean soft Dice`` over the tumor classes (1..3), pooled over the batch."""
+    axes = (0, 1, 2)
+    intersection = ops.sum(y_true * y_pred, axis=axes)
+    denominator = ops.sum(y_true + y_pred, axis=axes)
+    dice = (2.0 * intersection + smooth) / (denominator + smooth)
+    return 1.0 - ops.mean(dice[1:])
+
+
+def ce_dice_loss(y_true, y_pred):
+    """Categorical cross-entropy plus soft Dice: CE for calibration, Dice for the small classes."""
+    ce = ops.mean(keras.losses.categorical_crossentropy(y_true, y_pred))
+    return ce + soft_dice_loss(y_true, y_pred)
+
+
+class ClassOverlap(keras.metrics.Metric):
+    """Dice or IoU of one class (or the mean over tumor classes), accumulated over the epoch.
+
+    Args:
+        class_index: Class to score, or None for the mean Dice over classes 1..3.
+        kind: ``"dice"`` or ``"iou"``.
+    """
+
+    def __init__(self, class_index: int | None, kind: str = "dice", **kwargs) -> None:
+        label = "mean" if class_index is None else CLASS_NAMES[class_index]
+        super().__init__(name=kwargs.pop("name", f"{kind}_{label}"), **kwargs)
+        self.class_index = class_index
+        self.kind = kind
+        self.intersection = self.add_variable(shape=(N_CLASSES,), initializer="zeros", name="intersection")
+        self.total = self.add_variable(shape=(N_CLASSES,), initializer="zeros", name="total")
+
+    def update_state(self, y_true, y_pred, sample_weight=None) -> None:
+        pred = ops.one_hot(ops.argmax(y_pred, axis=-1), N_CLASSES)
+        truth = ops.cast(y_true, pred.dtype)
+        self.intersection.assign_add(ops.cast(ops.sum(truth * pred, axis=(0, 1, 2)), "float32"))
+        self.total.assign_add(ops.cast(ops.sum(truth + pred, axis=(0, 1, 2)), "float32"))
+
+    def result(self):
+        inter, total = self.intersection, self.total
+        if self.kind == "dice":
+            score = ops.where(total > 0, 2.0 * inter / ops.maximum(total, 1.0), 1.0)
+        else:
+            union = total - inter
+            score = ops.where(union > 0, inter / ops.maximum(union, 1.0), 1.0)
+        return ops.mean(score[1:]) if self.class_index is None else score[self.class_index]
+
+    def reset_state(self) -> None:
+        self.intersection.assign(ops.zeros((N_CLASSES,)))
+        self.total.assign(ops.zeros((N_CLASSES,)))
+
+
+def training_metrics() -> list[keras.metrics.Metric]:
+    """Per-class Dice and IoU of the tumor classes, plus their mean Dice (the model-selection score)."""
+    metrics: list[keras.metrics.Metric] = [ClassOverlap(None, "dice")]
+    for index in range(1, N_CLASSES):
+        metrics += [ClassOverlap(index, "dice"), ClassOverlap(index, "iou")]
+    return metrics
+
+
+# --------------------------------------------------------------------------- the run
+
+
+def distribution_strategy(name: str = "auto"):
+    """``MirroredStrategy`` when asked or when several GPUs are visible, else the default strategy."""
+    import tensorflow as tf
+
+    gpus = tf.config.list_physical_devices("GPU")
+    if name == "mirrored" or (name == "auto" and len(gpus) > 1):
+        return tf.distribute.MirroredStrategy()
+    if name not in ("auto", "none", "mirrored"):
+        raise InputError(f"strategy must be auto, none or mirrored, got {name!r}.")
+    return tf.distribute.get_strategy()
+
+
+class _ProgressCallback(keras.callbacks.Callback):
+    def __init__(self, report: Callable[[int, int], None], epochs: int) -> None:
+        super().__init__()
+        self.report, self.epochs = report, epochs
+
+    def on_epoch_end(self, epoch: int, logs=None) -> None:
+        self.report(epoch + 1, self.epochs)
+
+
+def train(
+    config: TrainConfig,
+    train_dirs: Sequence[Path],
+    val_dirs: Sequence[Path],
+    out: Path,
+    *,
+    cache_dir: Path | None,
+    resume: bool = False,
+    strategy: str = "auto",
+    verbose: int | str = "auto",
+    progress: Callable[[int, int], None] | None = None,
+    extra_info: dict | None = None,
+) -> TrainResult:
+    """Train an Attention-UNet and write the model, its settings and its log beside ``out``.
+
+    Args:
+        config: Run settings.
+        train_dirs: Training case folders.
+        val_dirs: Validation case folders (model selection, early stopping).
+        out: Path of the best model (``.keras``).
+        cache_dir: Preprocessed-slice cache (None: re-read NIfTI per batch, slow).
+        resume: Continue a killed run from its backup; otherwise start afresh.
+        strategy: ``auto``, ``none`` or ``mirrored``.
+        verbose: Keras progress-bar setting.
+        progress: Called as ``progress(epoch, epochs)`` after each epoch.
+        extra_info: Merged into the JSON written beside the model (e.g. the split).
+    """
+    out = Path(out)
+    if out.suffix != ".keras":
+        raise InputError(f"--out must end in .keras, got {out.name}.")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    backup = out.parent / f".{out.stem}.backup"
+    log_path = out.with_suffix(".log.csv")
+    if not resume:
+        shutil.rmtree(backup, ignore_errors=True)
+        log_path.unlink(missing_ok=True)
+    keras.utils.set_random_seed(config.seed)
+    common = {"config": config.preprocess, "batch_size": config.batch_size, "cache_dir": cache_dir}
+    train_data = SliceDataset(train_dirs, shuffle=True, augment=config.augmentation, seed=config.seed, **common)
+    val_data = SliceDataset(val_dirs, shuffle=False, seed=config.seed, **common)
+    with distribution_strategy(strategy).scope():
+        model = build_attention_unet(config.model, dtype_policy=config.precision)
+        model.compile(
+            optimizer=keras.optimizers.Adam(config.learning_rate),
+            loss=ce_dice_loss if config.loss == "ce_dice" else "categorical_crossentropy",
+            metrics=training_metrics(),
+        )
+    monitor = "val_dice_mean"
+    callbacks: list[keras.callbacks.Callback] = [
+        keras.callbacks.BackupAndRestore(str(backup), save_freq="epoch", delete_checkpoint=True),
+        keras.callbacks.ModelCheckpoint(str(out), monitor=monitor, mode="max", save_best_only=True),
+        keras.callbacks.EarlyStopping(monitor=monitor, mode="max", patience=config.patience),
+        keras.callbacks.ReduceLROnPlateau(
+            monitor=monitor, mode="max", factor=0.5, patience=max(config.patience // 2, 1)
+        ),
+        keras.callbacks.CSVLogger(str(log_path), append=True),
+    ]
+    if progress is not None:
+        callbacks.append(_ProgressCallback(progress, config.epochs))
+    started = time.perf_counter()
+    history = model.fit(
+        train_data,
+        validation_data=val_data,
+        epochs=config.epochs,
+        steps_per_epoch=config.steps_per_epoch,
+        callbacks=callbacks,
+        verbose=verbose,
+    )
+    seconds = time.perf_counter() - started
+    if not out.exists():  # every epoch was restored from backup: save what we have
+        model.save(str(out))
+    info = {
+        "model": config.model.to_dict(),
+        "preprocess": config.preprocess.to_dict(),
+        "train": config.to_dict(),
+        "train_cases": sorted(p.name for p in train_dirs),
+        "val_cases": sorted(p.name for p in val_dirs),
+        "train_slices": len(train_data.records),
+        "epochs_run": len(history.epoch),
+        "seconds_this_session": round(seconds, 1),
+        "machine": f"{platform.processor() or platform.machine()}, {__import__('os').cpu_count()} cores",
+        "keras": keras.__version__,
+    }
+    info.update(extra_info or {})
+    out.with_suffix(".json").write_text(json.dumps(info, indent=2, sort_keys=True))
+    return TrainResult(
+        out, len(history.epoch), seconds, {k: [float(v) for v in vals] for k, vals in history.history.items()}
+    )

@@ -1,0 +1,157 @@
+"""Streamlit glue shared by ``app.py`` and ``pages/``: cached loaders, session state, errors.
+
+The only module of the package that imports ``streamlit``. Models and the grade
+classifier are ``st.cache_resource`` (one read-only copy shared by every
+session); the current case and its results live in ``st.session_state``, so two
+users never see each other's case.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+import streamlit as st
+
+from neuroinsight import history, io, phantom
+from neuroinsight.config import Settings, resolve_settings
+from neuroinsight.errors import InputError
+from neuroinsight.grading import GradeModel, load_grade_model
+from neuroinsight.inference import DEFAULT_PRECISION, Segmenter, choose_model
+from neuroinsight.pipeline import CaseResult, analyse_case
+
+logger = logging.getLogger(__name__)
+
+RESULT = "result"
+REPORT_PDF = "report_pdf"
+BATCH_ROWS = "batch_rows"
+UPLOAD_PAGE = "pages/1_Upload.py"
+DISCLAIMER = "NeuroInsight is for research and teaching. It is not a medical device and not for diagnosis."
+
+
+@st.cache_resource
+def settings() -> Settings:
+    """Paths from the environment (``NEUROINSIGHT_HOME``, ``NEUROINSIGHT_DATA``, ``NEUROINSIGHT_MODELS``)."""
+    return resolve_settings()
+
+
+@st.cache_resource(show_spinner="Loading the segmentation model...")
+def get_segmenter(path: str, precision: str = DEFAULT_PRECISION) -> Segmenter:
+    """One loaded model per file, shared by all sessions (prediction only reads it)."""
+    segmenter = Segmenter.from_path(Path(path), precision=precision)
+    import numpy as np
+
+    # Warm-up: the first call traces the graph; do it here, not in a user's first click.
+    size = segmenter.preprocess.image_size
+    segmenter.predict_slices(
+        np.zeros((1, size, size, len(segmenter.preprocess.modalities)), np.float32), attention=True
+    )
+    return segmenter
+
+
+@st.cache_resource
+def get_grader() -> GradeModel | None:
+    """The HGG/LGG classifier, or None when it is not installed."""
+    path = settings().models_dir / "grade_classifier.json"
+    return load_grade_model(path) if path.exists() else None
+
+
+@st.cache_resource(show_spinner="Building the demo case...")
+def demo_case() -> io.Case:
+    """The built-in synthetic case (works on a machine without real data)."""
+    return phantom.make_case(seed=7, tumor_radius_mm=24.0, case_id="demo_phantom")
+
+
+def show_error(err: Exception) -> None:
+    """A user-facing error box."""
+    st.error(f"{err}", icon=":material/error:")
+
+
+def current_result() -> CaseResult | None:
+    """This session's analysed case, if any."""
+    return st.session_state.get(RESULT)
+
+
+def require_result() -> CaseResult:
+    """The session's result, or a message with a link to the upload page and a stop."""
+    result = current_result()
+    if result is None:
+        st.info("No case is loaded yet. Load the demo case, a case from the data folder, or upload your own scans.")
+        st.page_link(UPLOAD_PAGE, label="Go to Upload", icon=":material/upload:")
+        st.stop()
+    return result
+
+
+def analyse(case: io.Case, *, tta: bool = False) -> CaseResult | None:
+    """Segment a case with a progress bar, keep the result in the session and record it in the history.
+
+    Returns None (after showing the error) when the case cannot be processed; the
+    previous result stays in place.
+    """
+    try:
+        model_path = choose_model(settings().models_dir, case.modalities)
+        segmenter = get_segmenter(str(model_path))
+        bar = st.progress(0.0, text=f"Segmenting {case.case_id}...")
+
+        def report(done: int, total: int) -> None:
+            bar.progress(done / total, text=f"Segmenting {case.case_id}: batch {done}/{total}")
+
+        result = analyse_case(case, segmenter, get_grader(), tta=tta, progress=report)
+        bar.empty()
+    except InputError as err:
+        show_error(err)
+        return None
+    st.session_state[RESULT] = result
+    st.session_state.pop(REPORT_PDF, None)
+    _record(result)
+    return result
+
+
+def _record(result: CaseResult) -> None:
+    dice = {r: s.dice for r, s in result.scores.items()} if result.scores else None
+    record = history.RunRecord(
+        case_id=result.case.case_id,
+        model=result.segmentation.model_name,
+        volumes_ml=result.volumes_ml,
+        hgg_probability=result.hgg_probability,
+        dice=dice,
+        seconds=result.segmentation.seconds,
+    )
+    try:
+        history.record_run(settings().db_path, record)
+    except OSError as err:  # history is a convenience; never lose a result over it
+        logger.warning("history not written: %s", err)
+        st.warning(f"The analysis history could not be written ({err}).")
+
+
+def load_safely(loader: Callable[[], io.Case]) -> io.Case | None:
+    """Run a case loader; show its InputError instead of raising."""
+    try:
+        return loader()
+    except InputError as err:
+        show_error(err)
+        return None
+
+
+def data_cases() -> list[Path]:
+    """Case folders in the configured data folder (empty if it does not exist)."""
+    try:
+        return io.list_cases(settings().data_dir)
+    except InputError:
+        return []
+
+
+def upload_limit_mb() -> int:
+    """The configured upload limit (``server.maxUploadSize``) in MB."""
+    return int(st.get_option("server.maxUploadSize"))
+
+
+def page_header(title: str, icon: str) -> None:
+    """Page config, title and the one-line disclaimer every page carries."""
+    st.set_page_config(page_title=f"{title} · NeuroInsight", page_icon=icon, layout="wide")
+    st.title(title)
+    st.caption(DISCLAIMER)
+    if os.environ.get("NEUROINSIGHT_DEBUG"):
+        st.caption(f"data: {settings().data_dir} · models: {settings().models_dir} · home: {settings().home}")

@@ -1,0 +1,286 @@
+"""Pictures of a case: display slices, label overlays, error and heat maps, Plotly figures.
+
+Display convention: slices are shown in radiological orientation (the patient's
+right on the image's left), anterior/superior at the top, from canonical RAS
+arrays. Only one RGB slice at a time goes to the browser (``binary_string``
+images of ~0.2 MB), never a whole volume.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+
+import cv2
+import numpy as np
+import plotly.graph_objects as go
+from numpy.typing import NDArray
+
+PLANES: tuple[str, ...] = ("axial", "coronal", "sagittal")
+_PLANE_AXIS = {"axial": 2, "coronal": 1, "sagittal": 0}
+#: Label -> (name, RGB colour).
+LABEL_COLORS: dict[int, tuple[str, tuple[int, int, int]]] = {
+    1: ("NCR/NET (necrotic / non-enhancing core)", (230, 57, 70)),
+    2: ("ED (peritumoral edema)", (46, 204, 113)),
+    4: ("ET (enhancing tumor)", (255, 209, 26)),
+}
+ERROR_COLORS: dict[str, tuple[int, int, int]] = {
+    "true positive": (46, 204, 113),
+    "false positive": (230, 57, 70),
+    "false negative": (52, 152, 219),
+}
+REGION_COLORS = {"WT": "#2ecc71", "TC": "#e63946", "ET": "#ffd11a"}
+
+
+def plane_axis(plane: str) -> int:
+    """Array axis that a plane's slider moves along."""
+    return _PLANE_AXIS[plane]
+
+
+def display_slice(volume: NDArray, plane: str, index: int) -> NDArray:
+    """Cut a canonical ``(X, Y, Z)`` volume and orient the slice for display."""
+    axis = _PLANE_AXIS[plane]
+    cut = np.take(volume, index, axis=axis)
+    # After the cut, rows run along the first remaining axis; transpose so rows run
+    # along the superior (axial: anterior) direction, then flip so it points up.
+    image = np.flipud(cut.T)
+    return image if plane == "sagittal" else np.fliplr(image)
+
+
+def window_to_uint8(image: NDArray, low: float | None = None, high: float | None = None) -> NDArray[np.uint8]:
+    """Map intensities to 0..255 between ``low`` and ``high`` (default: 0.5 / 99.5 percentiles of non-zero)."""
+    values = image[image != 0]
+    if low is None or high is None:
+        if values.size == 0:
+            return np.zeros(image.shape, dtype=np.uint8)
+        low, high = (float(v) for v in np.percentile(values, (0.5, 99.5)))
+    span = high - low if high > low else 1.0
+    return (np.clip((image - low) / span, 0, 1) * 255).astype(np.uint8)
+
+
+def intensity_window(volume: NDArray) -> tuple[float, float]:
+    """A volume-wide display window (0.5 / 99.5 percentiles of non-zero voxels, subsampled)."""
+    values = volume[::2, ::2, ::2]
+    values = values[values != 0]
+    if values.size == 0:
+        return 0.0, 1.0
+    low, high = np.percentile(values, (0.5, 99.5))
+    return float(low), float(high)
+
+
+def overlay_labels(
+    gray: NDArray[np.uint8], labels: NDArray, *, opacity: float = 0.45, visible: Iterable[int] = (1, 2, 4)
+) -> NDArray[np.uint8]:
+    """Blend label colours onto a grey slice; returns RGB uint8 ``(H, W, 3)``."""
+    rgb = np.repeat(gray[..., None], 3, axis=-1).astype(np.float32)
+    for value in visible:
+        mask = labels == value
+        if mask.any():
+            rgb[mask] = (1 - opacity) * rgb[mask] + opacity * np.array(LABEL_COLORS[value][1], dtype=np.float32)
+    return rgb.astype(np.uint8)
+
+
+def error_map(
+    gray: NDArray[np.uint8], pred: NDArray[np.bool_], ref: NDArray[np.bool_], *, opacity: float = 0.6
+) -> NDArray[np.uint8]:
+    """True positives, false positives and false negatives of one region on a grey slice."""
+    rgb = np.repeat(gray[..., None], 3, axis=-1).astype(np.float32)
+    masks = {"true positive": pred & ref, "false positive": pred & ~ref, "false negative": ~pred & ref}
+    for name, mask in masks.items():
+        rgb[mask] = (1 - opacity) * rgb[mask] + opacity * np.array(ERROR_COLORS[name], dtype=np.float32)
+    return rgb.astype(np.uint8)
+
+
+def heat_overlay(gray: NDArray[np.uint8], values: NDArray, *, opacity: float = 0.5) -> NDArray[np.uint8]:
+    """A [0, 1] map (attention, uncertainty) in the JET colour map over a grey slice."""
+    heat = cv2.applyColorMap((np.clip(values, 0, 1) * 255).astype(np.uint8), cv2.COLORMAP_JET)[..., ::-1]
+    rgb = np.repeat(gray[..., None], 3, axis=-1).astype(np.float32)
+    return ((1 - opacity) * rgb + opacity * heat).astype(np.uint8)
+
+
+def largest_tumor_slice(labels: NDArray, plane: str = "axial") -> int:
+    """Index of the slice with the most tumor voxels along a plane's axis (middle if none)."""
+    axis = _PLANE_AXIS[plane]
+    other = tuple(a for a in range(3) if a != axis)
+    area = (labels > 0).sum(axis=other)
+    return int(np.argmax(area)) if area.any() else labels.shape[axis] // 2
+
+
+def tumor_slices(labels: NDArray, count: int) -> list[int]:
+    """``count`` axial slices spread evenly across the tumor (for a montage).
+
+    Slices with under 5 % of the largest tumor area are ignored, so a few stray
+    voxels far from the tumor do not stretch the montage.
+    """
+    area = (labels > 0).sum(axis=(0, 1))
+    present = np.nonzero(area >= 0.05 * area.max())[0] if area.any() else np.array([], dtype=int)
+    if present.size == 0:
+        return []
+    return sorted({int(v) for v in np.linspace(present[0], present[-1], num=min(count, present.size)).round()})
+
+
+def png_bytes(rgb: NDArray[np.uint8]) -> bytes:
+    """Encode an RGB image as PNG."""
+    ok, buffer = cv2.imencode(".png", np.ascontiguousarray(rgb[..., ::-1] if rgb.ndim == 3 else rgb))
+    if not ok:
+        raise RuntimeError("PNG encoding failed")
+    return buffer.tobytes()
+
+
+def image_figure(rgb: NDArray[np.uint8], *, height: int = 420) -> go.Figure:
+    """A light Plotly figure of one RGB image (sent as one PNG string)."""
+    import plotly.express as px
+
+    fig = px.imshow(rgb, binary_string=True)
+    fig.update_layout(margin={"l": 0, "r": 0, "t": 0, "b": 0}, height=height, dragmode=False)
+    fig.update_xaxes(visible=False)
+    fig.update_yaxes(visible=False)
+    return fig
+
+
+def mesh_figure(labels: NDArray, spacing_mm: Sequence[float], *, step: int = 2) -> go.Figure:
+    """3-D surfaces of WT, TC and ET (marching cubes on a downsampled mask)."""
+    from skimage import measure
+
+    regions = {"WT": (1, 2, 4), "TC": (1, 4), "ET": (4,)}
+    opacity = {"WT": 0.25, "TC": 0.5, "ET": 0.9}
+    fig = go.Figure()
+    small = labels[::step, ::step, ::step]
+    for name, values in regions.items():
+        mask = np.isin(small, values)
+        if mask.sum() < 8:
+            continue
+        verts, faces, _, _ = measure.marching_cubes(
+            np.pad(mask, 1).astype(np.float32), 0.5, spacing=tuple(s * step for s in spacing_mm)
+        )
+        fig.add_trace(
+            go.Mesh3d(
+                x=verts[:, 0],
+                y=verts[:, 1],
+                z=verts[:, 2],
+                i=faces[:, 0],
+                j=faces[:, 1],
+                k=faces[:, 2],
+                color=REGION_COLORS[name],
+                opacity=opacity[name],
+                name=name,
+                showlegend=True,
+            )
+        )
+    fig.update_layout(margin={"l": 0, "r": 0, "t": 0, "b": 0}, height=420, scene={"aspectmode": "data"})
+    return fig
+
+
+def per_slice_dice_figure(curves: Mapping[str, NDArray]) -> go.Figure:
+    """Per-slice Dice along z for each region (gaps where both slices are empty)."""
+    fig = go.Figure()
+    for name, values in curves.items():
+        fig.add_trace(go.Scatter(y=values, mode="lines", name=name, line={"color": REGION_COLORS.get(name)}))
+    fig.update_layout(
+        xaxis_title="axial slice", yaxis_title="Dice", yaxis_range=[0, 1.02], height=320, margin={"t": 10}
+    )
+    return fig
+
+
+def confusion_figure(matrix: NDArray, labels: Sequence[str]) -> go.Figure:
+    """Heat map of a label confusion matrix (rows: ground truth), normalised per row."""
+    rows = matrix.sum(axis=1, keepdims=True)
+    share = np.divide(matrix, np.maximum(rows, 1))
+    text = [[f"{share[i, j]:.1%}<br>{matrix[i, j]:,}" for j in range(len(labels))] for i in range(len(labels))]
+    fig = go.Figure(
+        go.Heatmap(
+            z=share,
+            x=list(labels),
+            y=list(labels),
+            text=text,
+            texttemplate="%{text}",
+            colorscale="Blues",
+            zmin=0,
+            zmax=1,
+        )
+    )
+    fig.update_layout(
+        xaxis_title="predicted", yaxis_title="ground truth", yaxis_autorange="reversed", height=380, margin={"t": 10}
+    )
+    return fig
+
+
+def region_boxplot(rows: Sequence[Mapping[str, object]], metric: str = "dice") -> go.Figure:
+    """Box plot of a metric per region over cases."""
+    fig = go.Figure()
+    for region in ("WT", "TC", "ET"):
+        values = [float(r[metric]) for r in rows if r["region"] == region]  # type: ignore[arg-type]
+        fig.add_trace(go.Box(y=values, name=region, marker_color=REGION_COLORS[region], boxpoints="all"))
+    fig.update_layout(yaxis_title=metric, height=340, margin={"t": 10})
+    return fig
+
+
+ATTENTION_LAYERS = {"attention gate 1": 1, "attention gate 2": 2, "attention gate 3": 3}
+
+
+def render_layers(
+    result,
+    modality: str,
+    plane: str,
+    index: int,
+    layer: str,
+    *,
+    opacity: float = 0.45,
+    visible: Iterable[int] = (1, 2, 4),
+) -> list[tuple[str, NDArray[np.uint8]]]:
+    """The image(s) the viewer shows for one slice: ``[(caption, rgb), ...]``.
+
+    Args:
+        result: A :class:`~neuroinsight.pipeline.CaseResult`.
+        modality: Background modality.
+        plane: ``axial``, ``coronal`` or ``sagittal``.
+        index: Slice index along the plane's axis.
+        layer: ``labels``, ``ground truth beside``, ``error map (WT)``, ``attention gate N`` or ``uncertainty``.
+        opacity: Overlay opacity.
+        visible: Labels drawn in the label overlays.
+    """
+    case, seg = result.case, result.segmentation
+    low, high = result.display_window(modality)
+    gray = window_to_uint8(display_slice(case.images[modality], plane, index), low, high)
+    pred = display_slice(seg.labels, plane, index)
+    title = f"{modality.upper()} {plane} {index}"
+    visible = tuple(visible)
+    if layer == "ground truth beside" and case.label is not None:
+        truth = display_slice(case.label, plane, index)
+        return [
+            (f"ground truth · {title}", overlay_labels(gray, truth, opacity=opacity, visible=visible)),
+            (f"prediction · {title}", overlay_labels(gray, pred, opacity=opacity, visible=visible)),
+        ]
+    if layer == "error map (WT)" and case.label is not None:
+        truth = display_slice(case.label, plane, index)
+        return [(f"WT errors · {title}", error_map(gray, pred > 0, truth > 0, opacity=opacity))]
+    if layer in ATTENTION_LAYERS:
+        if plane != "axial":
+            return [(f"{title} · attention maps are per axial slice: choose the axial plane", gray_rgb(gray))]
+        alpha = display_slice(seg.attention_slice(ATTENTION_LAYERS[layer], index)[..., None], "axial", 0)
+        return [(f"{layer} · {title}", heat_overlay(gray, alpha, opacity=opacity))]
+    if layer == "uncertainty" and seg.uncertainty is not None:
+        values = display_slice(seg.uncertainty, plane, index).astype(np.float32)
+        return [(f"uncertainty · {title}", heat_overlay(gray, values, opacity=opacity))]
+    return [(f"prediction · {title}", overlay_labels(gray, pred, opacity=opacity, visible=visible))]
+
+
+def gray_rgb(gray: NDArray[np.uint8]) -> NDArray[np.uint8]:
+    """A grey slice as RGB."""
+    return np.repeat(gray[..., None], 3, axis=-1)
+
+
+def legend_markdown(layer: str) -> str:
+    """A colour legend for the current layer, as Markdown with coloured text."""
+    if layer == "error map (WT)":
+        entries = list(ERROR_COLORS.items())
+    elif layer in ATTENTION_LAYERS or layer == "uncertainty":
+        return "Colour scale: blue = 0 (low), red = 1 (high)."
+    else:
+        entries = list(LABEL_COLORS.values())
+    return "  \n".join(f":{_named(color)}[■] {name}" for name, color in entries)
+
+
+def _named(rgb: tuple[int, int, int]) -> str:
+    """Closest Streamlit Markdown colour name."""
+    palette = {"red": (230, 57, 70), "green": (46, 204, 113), "orange": (255, 209, 26), "blue": (52, 152, 219)}
+    return min(palette, key=lambda n: sum((a - b) ** 2 for a, b in zip(palette[n], rgb, strict=True)))

@@ -1,0 +1,68 @@
+"""Load a case (upload, demo or data folder) and segment it."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from neuroinsight import io, ui
+from neuroinsight.grading import CAVEAT
+
+ui.page_header("Upload", ":material/upload:")
+tta = st.toggle("Test-time augmentation (slower; adds an uncertainty map)", value=False)
+tab_upload, tab_demo, tab_folder = st.tabs(["Upload scans", "Demo case", "Data folder"])
+
+with tab_upload:
+    st.markdown(
+        "Upload **one file per modality** named like `<case>_t1.nii.gz`, `_t1ce`, `_t2`, `_flair` "
+        "(BraTS 2023 names `t1n`, `t1c`, `t2w`, `t2f` work too), **or one .zip** of a case folder, **or one 4-D** "
+        "Decathlon NIfTI (FLAIR, T1w, T1gd, T2w). T1ce and FLAIR are required; with all four, the four-modality "
+        f"model runs. Limit {ui.upload_limit_mb()} MB per file."
+    )
+    with st.form("upload", clear_on_submit=False):
+        scans = st.file_uploader("Scans", type=["nii", "gz", "zip"], accept_multiple_files=True)
+        truth = st.file_uploader("Ground truth label map (optional)", type=["nii", "gz"])
+        submitted = st.form_submit_button("Load and segment", type="primary")
+    if submitted:
+        if not scans:
+            st.warning("Choose the scan files first.")
+        else:
+            files = {f.name: f.getvalue() for f in scans}
+            label = (truth.name, truth.getvalue()) if truth is not None else None
+            workdir = ui.settings().home / "tmp"
+            case = ui.load_safely(lambda: io.load_uploads(files, label=label, workdir=workdir))
+            if case is not None and ui.analyse(case, tta=tta) is not None:
+                st.success(f"Segmented {case.case_id}. Open the Viewer to explore it.")
+
+with tab_demo:
+    st.markdown("A synthetic brain with a tumor (necrotic core, enhancing rim, edema), generated on this machine.")
+    if st.button("Load the demo case", type="primary") and ui.analyse(ui.demo_case(), tta=tta) is not None:
+        st.success("Demo case segmented. Open the Viewer to explore it.")
+
+with tab_folder:
+    cases = ui.data_cases()
+    if not cases:
+        st.info(f"No cases found in {ui.settings().data_dir}. Set NEUROINSIGHT_DATA to a folder of BraTS case folders.")
+    else:
+        choice = st.selectbox("Case", [p.name for p in cases])
+        if st.button("Load and segment this case", type="primary"):
+            folder = ui.settings().data_dir / choice
+            case = ui.load_safely(lambda: io.load_case(folder))
+            if case is not None and ui.analyse(case, tta=tta) is not None:
+                st.success(f"Segmented {case.case_id}. Open the Viewer to explore it.")
+
+result = ui.current_result()
+if result is not None:
+    seg = result.segmentation
+    st.divider()
+    st.markdown(
+        f"**Current case {result.case.case_id}** · model `{seg.model_name}` ({' + '.join(seg.modalities)}) · "
+        f"{seg.seconds:.1f} s · shape {result.case.shape} · spacing "
+        f"{' x '.join(f'{s:.3g}' for s in result.case.spacing_mm)} mm"
+    )
+    cols = st.columns(5)
+    for col, (name, volume) in zip(cols, result.volumes_ml.items(), strict=True):
+        col.metric(f"{name} (cm³)", f"{volume:.2f}")
+    if result.hgg_probability is not None:
+        st.metric("Probability of high-grade glioma", f"{result.hgg_probability:.0%}")
+        st.caption(CAVEAT)
+    st.page_link("pages/2_Viewer.py", label="Open the viewer", icon=":material/visibility:")

@@ -1,0 +1,51 @@
+"""Slice viewer: planes, overlays, ground truth, error map, attention, uncertainty, 3-D."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from neuroinsight import ui, viz
+
+ui.page_header("Viewer", ":material/visibility:")
+result = ui.require_result()
+case, seg = result.case, result.segmentation
+
+controls, view = st.columns([1, 3])
+with controls:
+    modality = st.selectbox("Modality", case.modalities, index=case.modalities.index("flair"))
+    plane = st.radio("Plane", viz.PLANES, horizontal=True)
+    opacity = st.slider("Overlay opacity", 0.0, 1.0, 0.45, 0.05)
+    visible = [v for v, (name, _) in viz.LABEL_COLORS.items() if st.checkbox(name, value=True, key=f"show{v}")]
+    layers = ["labels"]
+    if case.label is not None:
+        layers += ["ground truth beside", "error map (WT)"]
+    layers += ["attention gate 1", "attention gate 2", "attention gate 3"] + (
+        ["uncertainty"] if seg.uncertainty is not None else []
+    )
+    layer = st.radio("Layer", layers)
+    st.markdown(viz.legend_markdown(layer))
+
+
+@st.fragment
+def slice_view() -> None:
+    """Reruns alone on a slider move: cuts, colours and sends one slice."""
+    axis = viz.plane_axis(plane)
+    key = f"index_{plane}"
+    if key not in st.session_state or st.session_state.get("index_case") != case.case_id:
+        st.session_state[key] = viz.largest_tumor_slice(seg.labels, plane)
+        st.session_state["index_case"] = case.case_id
+    if st.button("Jump to the largest tumor slice"):
+        st.session_state[key] = viz.largest_tumor_slice(seg.labels, plane)
+    index = st.slider("Slice", 0, case.shape[axis] - 1, key=key)
+    images = viz.render_layers(result, modality, plane, index, layer, opacity=opacity, visible=visible)
+    columns = st.columns(len(images))
+    for column, (caption, rgb) in zip(columns, images, strict=True):
+        column.plotly_chart(viz.image_figure(rgb), config={"displayModeBar": False}, key=f"img_{caption}")
+        column.caption(caption)
+
+
+with view:
+    slice_view()
+
+with st.expander("3-D view of WT, TC and ET", expanded=False):
+    st.plotly_chart(viz.mesh_figure(seg.labels, case.spacing_mm), key="mesh")

@@ -1,0 +1,75 @@
+"""Metrics of the current case against ground truth, and batch evaluation of the data folder."""
+
+from __future__ import annotations
+
+import pandas as pd
+import streamlit as st
+
+from neuroinsight import metrics, ui, viz
+from neuroinsight.errors import InputError
+from neuroinsight.inference import choose_model
+from neuroinsight.pipeline import evaluate_folder, rows_to_csv
+
+ui.page_header("Metrics", ":material/analytics:")
+result = ui.current_result()
+
+st.subheader("Current case")
+if result is None:
+    st.info("No case is loaded yet.")
+    st.page_link(ui.UPLOAD_PAGE, label="Go to Upload", icon=":material/upload:")
+else:
+    case, seg = result.case, result.segmentation
+    st.markdown(f"**{case.case_id}** · model `{seg.model_name}`")
+    volumes = pd.DataFrame({"region": list(result.volumes_ml), "predicted (cm³)": list(result.volumes_ml.values())})
+    if case.label is not None:
+        volumes["ground truth (cm³)"] = list(metrics.region_volumes_ml(case.label, case.spacing_mm).values())
+    st.dataframe(volumes.round(2), hide_index=True)
+    if result.scores is None:
+        st.info(
+            "This case has no ground truth, so there is nothing to score against. Upload a label map with the scans."
+        )
+    else:
+        table = pd.DataFrame([{"region": r, **s.to_dict()} for r, s in result.scores.items()])
+        st.dataframe(table.round(4), hide_index=True)
+        st.caption("HD95 in mm from the voxel spacing; empty-mask rule as in BraTS (both empty: Dice 1, HD95 0).")
+        curves = {
+            r: metrics.per_slice_dice(seg.labels, case.label, labels) for r, labels in metrics.BRATS_REGIONS.items()
+        }
+        left, right = st.columns(2)
+        left.markdown("Per-slice Dice (axial)")
+        left.plotly_chart(viz.per_slice_dice_figure(curves), key="per_slice")
+        right.markdown("Label confusion (voxels; rows = ground truth)")
+        matrix = metrics.confusion_matrix(seg.labels, case.label)
+        right.plotly_chart(viz.confusion_figure(matrix, ["background", "NCR", "ED", "ET"]), key="confusion")
+
+st.subheader("Batch evaluation of the data folder")
+cases = ui.data_cases()
+if not cases:
+    st.info(f"No cases in {ui.settings().data_dir}. Set NEUROINSIGHT_DATA to a folder of BraTS case folders.")
+else:
+    st.caption(f"{len(cases)} cases in {ui.settings().data_dir}. Each case with ground truth is segmented and scored.")
+    if st.button("Evaluate all cases"):
+        bar = st.progress(0.0, text="Evaluating...")
+
+        def segmenter_for(c):
+            return ui.get_segmenter(str(choose_model(ui.settings().models_dir, c.modalities)))
+
+        try:
+            rows = evaluate_folder(
+                cases, segmenter_for, progress=lambda d, t: bar.progress(d / t, text=f"case {d}/{t}")
+            )
+        except InputError as err:
+            ui.show_error(err)
+            rows = []
+        bar.empty()
+        st.session_state[ui.BATCH_ROWS] = rows
+    rows = st.session_state.get(ui.BATCH_ROWS)
+    if rows:
+        st.plotly_chart(viz.region_boxplot(rows, "dice"), key="box")
+        summary = metrics.summarise(rows)
+        st.dataframe(
+            pd.DataFrame({r: {m: v["mean"] for m, v in s.items()} for r, s in summary.items()}).T.round(3),
+        )
+        st.download_button(
+            "Download metrics CSV", rows_to_csv(rows), file_name="neuroinsight_metrics.csv", mime="text/csv"
+        )

@@ -1,0 +1,43 @@
+"""PDF report of the current case, plus the label map (NIfTI) and metrics (CSV)."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from neuroinsight import io, ui
+from neuroinsight.pipeline import rows_to_csv, score_rows
+from neuroinsight.report import build_pdf, page_previews
+
+ui.page_header("Report", ":material/description:")
+result = ui.require_result()
+case, seg = result.case, result.segmentation
+
+if ui.REPORT_PDF not in st.session_state:
+    with st.spinner("Building the PDF report..."):
+        grader = ui.get_grader()
+        st.session_state[ui.REPORT_PDF] = build_pdf(result, grade_evaluation=grader.evaluation if grader else None)
+pdf = st.session_state[ui.REPORT_PDF]
+
+left, middle, right = st.columns(3)
+left.download_button(
+    "Download the PDF report", pdf, file_name=f"{case.case_id}_report.pdf", mime="application/pdf", type="primary"
+)
+middle.download_button(
+    "Download the label map (NIfTI)",
+    io.label_map_bytes(seg.labels, case),
+    file_name=f"{case.case_id}_seg.nii.gz",
+    mime="application/gzip",
+)
+if result.scores is not None:
+    csv = rows_to_csv(score_rows(case.case_id, result.scores, seg.model_name))
+    right.download_button("Download the metrics (CSV)", csv, file_name=f"{case.case_id}_metrics.csv", mime="text/csv")
+else:
+    right.caption("No ground truth: no metrics to download.")
+
+st.subheader("Preview")
+previews = page_previews(pdf)
+if previews:
+    for number, png in enumerate(previews, start=1):
+        st.image(png, caption=f"page {number}", width=720)
+else:
+    st.caption("Page previews need poppler-utils (pdftoppm); the download above is the full report.")

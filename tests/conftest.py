@@ -1,0 +1,77 @@
+"""Shared fixtures: small seeded phantom cases, a tiny model, an isolated NEUROINSIGHT_HOME."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+# Isolate the history and caches of the whole test session before the package reads settings.
+_HOME = Path(tempfile.mkdtemp(prefix="neuroinsight-test-home-"))
+os.environ["NEUROINSIGHT_HOME"] = str(_HOME)
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+from neuroinsight import io, phantom  # noqa: E402
+from neuroinsight.config import DEFAULT_DATA_DIR  # noqa: E402
+
+REPO = Path(__file__).resolve().parent.parent
+DATA_DIR = Path(os.environ.get("NEUROINSIGHT_DATA", DEFAULT_DATA_DIR))
+HAS_REAL_DATA = DATA_DIR.is_dir() and any(DATA_DIR.glob("*/*_seg.nii.gz"))
+requires_real_data = pytest.mark.skipif(
+    not HAS_REAL_DATA, reason=f"real BraTS cases not found in {DATA_DIR} (set NEUROINSIGHT_DATA)"
+)
+SMALL_SHAPE = (64, 64, 40)
+
+
+def small_case(seed: int = 0, **kwargs) -> io.Case:
+    """A 64x64x40 phantom with a tumor big enough to see at that size."""
+    kwargs.setdefault("tumor_radius_mm", 10.0)
+    return phantom.make_case(seed=seed, shape=SMALL_SHAPE, **kwargs)
+
+
+@pytest.fixture(scope="session")
+def home() -> Path:
+    return _HOME
+
+
+@pytest.fixture(scope="session")
+def phantom_dir(tmp_path_factory) -> Path:
+    """A small phantom written as a BraTS folder."""
+    return io.save_case(small_case(seed=1), tmp_path_factory.mktemp("phantom") / "phantom_1")
+
+
+@pytest.fixture(scope="session")
+def phantom_data_dir(tmp_path_factory) -> Path:
+    """A data folder of six small phantoms (four 'HGG', two 'LGG') with grades.csv."""
+    root = tmp_path_factory.mktemp("phantom_data")
+    lines = ["case,grade"]
+    for seed in range(6):
+        case = small_case(seed=seed, case_id=f"ph{seed}")
+        io.save_case(case, root / case.case_id)
+        lines.append(f"{case.case_id},{'LGG' if seed >= 4 else 'HGG'}")
+    (root / "grades.csv").write_text("\n".join(lines) + "\n")
+    return root
+
+
+@pytest.fixture(scope="session")
+def tiny_model_path(tmp_path_factory) -> Path:
+    """A tiny untrained Attention-UNet (filters 4/8/16, 32x32 input) saved with its sidecar."""
+    import json
+
+    from neuroinsight.model import ModelConfig, build_attention_unet
+    from neuroinsight.preprocessing import PreprocessConfig
+
+    path = tmp_path_factory.mktemp("models") / "attention_unet.keras"
+    config = ModelConfig(input_channels=2, image_size=32, filters=(4, 8, 16), bottleneck=32)
+    build_attention_unet(config).save(path)
+    info = {"model": config.to_dict(), "preprocess": PreprocessConfig(image_size=32).to_dict()}
+    path.with_suffix(".json").write_text(json.dumps(info))
+    return path
+
+
+@pytest.fixture()
+def rng() -> np.random.Generator:
+    return np.random.default_rng(0)

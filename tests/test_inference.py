@@ -1,0 +1,86 @@
+"""Segmenting cases: native shape and labels, orientation, brain-free slices, TTA, post-processing."""
+
+from __future__ import annotations
+
+import nibabel as nib
+import numpy as np
+import pytest
+
+from neuroinsight import io
+from neuroinsight.errors import InputError
+from neuroinsight.inference import PostprocessConfig, Segmenter, choose_model, postprocess
+from tests.conftest import small_case
+
+
+@pytest.fixture(scope="module")
+def segmenter(tiny_model_path) -> Segmenter:
+    return Segmenter.from_path(tiny_model_path, precision="float32")
+
+
+def test_segmentation_is_on_the_source_grid(segmenter, tmp_path):
+    case = small_case()
+    seg = segmenter.segment(case)
+    assert seg.labels.shape == case.shape and seg.labels.dtype == np.uint8
+    assert set(np.unique(seg.labels)) <= {0, 1, 2, 4}
+    assert not seg.labels[~seg.brain].any()  # nothing outside the brain is tumor
+    np.testing.assert_allclose(seg.probabilities.astype(np.float32).sum(-1), 1.0, atol=1e-2)
+    out = io.save_label_map(seg.labels, case, tmp_path / "seg.nii.gz")
+    saved = nib.load(out)
+    np.testing.assert_allclose(saved.affine, case.source_affine)
+    assert saved.shape == case.shape
+
+
+def test_slices_without_brain_are_background(segmenter):
+    case = small_case()
+    for volume in case.images.values():
+        volume[:, :, :6] = 0
+    seg = segmenter.segment(case)
+    assert (seg.labels[:, :, :6] == 0).all()
+    assert (seg.probabilities[:, :, :6, 0] == 1).all()
+
+
+def test_ras_copy_gives_the_same_result_voxel_for_voxel(segmenter, phantom_dir, tmp_path):
+    lps = io.load_case(phantom_dir)
+    ras_dir = tmp_path / "ras"
+    ras_dir.mkdir()
+    for path in phantom_dir.glob("*.nii.gz"):
+        nib.save(nib.as_closest_canonical(nib.load(path)), ras_dir / path.name)
+    ras = io.load_case(ras_dir)
+    seg_lps, seg_ras = segmenter.segment(lps), segmenter.segment(ras)
+    np.testing.assert_array_equal(seg_lps.labels, seg_ras.labels)
+    # Written back, each matches its own input: the LPS file equals the RAS file flipped.
+    a = np.asarray(nib.load(io.save_label_map(seg_lps.labels, lps, tmp_path / "a.nii.gz")).dataobj)
+    b = np.asarray(nib.load(io.save_label_map(seg_ras.labels, ras, tmp_path / "b.nii.gz")).dataobj)
+    np.testing.assert_array_equal(a, b[::-1, ::-1, :])
+
+
+def test_tta_gives_uncertainty_and_attention_maps(segmenter):
+    case = small_case()
+    seg = segmenter.segment(case, tta=True)
+    assert seg.uncertainty is not None and seg.uncertainty.shape == case.shape
+    assert float(seg.uncertainty.min()) >= 0 and float(seg.uncertainty.max()) <= 1
+    alpha = seg.attention_slice(1, case.shape[2] // 2)
+    assert alpha.shape == case.shape[:2] and alpha.min() >= 0 and alpha.max() <= 1
+
+
+def test_postprocessing_rules():
+    labels = np.zeros((20, 20, 20), np.uint8)
+    labels[2:8, 2:8, 2:8] = 2
+    labels[4:6, 4:6, 4:6] = 4  # 8 voxels of ET
+    labels[15, 15, 15] = 2  # a stray voxel
+    cleaned = postprocess(labels, PostprocessConfig(min_component_ml=0.005), voxel_ml=0.001)
+    assert cleaned[15, 15, 15] == 0 and (cleaned[2:8, 2:8, 2:8] > 0).all()
+    largest = postprocess(labels, PostprocessConfig(largest_component_only=True), voxel_ml=0.001)
+    assert largest[15, 15, 15] == 0
+    relabelled = postprocess(labels, PostprocessConfig(min_enhancing_ml=0.01), voxel_ml=0.001)
+    assert not (relabelled == 4).any() and (relabelled[4:6, 4:6, 4:6] == 1).all()
+
+
+def test_model_choice_follows_modalities(tmp_path):
+    for name in ("attention_unet.keras", "attention_unet_4mod.keras"):
+        (tmp_path / name).write_bytes(b"")
+    assert choose_model(tmp_path, ("t1", "t1ce", "t2", "flair")).name == "attention_unet_4mod.keras"
+    assert choose_model(tmp_path, ("t1ce", "flair")).name == "attention_unet.keras"
+    assert choose_model(tmp_path, ("t1", "t1ce", "flair")).name == "attention_unet.keras"
+    with pytest.raises(InputError):
+        choose_model(tmp_path, ("t1", "t2"))

@@ -1,0 +1,143 @@
+"""Case I/O: round trips keep geometry, names map to modalities, bad files raise InputError."""
+
+from __future__ import annotations
+
+import gzip
+import zipfile
+
+import nibabel as nib
+import numpy as np
+import pytest
+
+from neuroinsight import io
+from neuroinsight.errors import InputError
+from tests.conftest import small_case
+
+
+@pytest.mark.parametrize(
+    ("name", "expected"),
+    [
+        ("Brats18_2013_11_1_t1ce.nii.gz", "t1ce"),
+        ("BRATS18_X_T1CE.NII.GZ", "t1ce"),
+        ("BraTS-GLI-00000-000-t1c.nii.gz", "t1ce"),
+        ("BraTS-GLI-00000-000-t1n.nii.gz", "t1"),
+        ("BraTS-GLI-00000-000-t2f.nii.gz", "flair"),
+        ("BraTS-GLI-00000-000-t2w.nii.gz", "t2"),
+        ("case_t1gd.nii", "t1ce"),
+        ("case_flair.nii", "flair"),
+        ("case_seg.nii.gz", "seg"),
+        ("notes.txt", None),
+    ],
+)
+def test_modality_names(name, expected):
+    assert io.modality_of(name) == expected
+
+
+def test_round_trip_keeps_geometry(phantom_dir, tmp_path):
+    case = io.load_case(phantom_dir)
+    assert case.source_orientation == "LPS"
+    assert case.modalities == io.MODALITIES
+    out = io.save_label_map(case.label, case, tmp_path / "seg.nii.gz")
+    saved, original = nib.load(out), nib.load(next(phantom_dir.glob("*_seg.nii.gz")))
+    assert saved.shape == original.shape
+    np.testing.assert_allclose(saved.affine, original.affine)
+    assert saved.get_data_dtype() == np.uint8
+    assert nib.aff2axcodes(saved.affine) == ("L", "P", "S")
+    np.testing.assert_array_equal(np.asarray(saved.dataobj), np.asarray(original.dataobj))
+
+
+def test_ras_resaved_case_loads_to_same_canonical_arrays(phantom_dir, tmp_path):
+    lps = io.load_case(phantom_dir)
+    ras_dir = tmp_path / "ras"
+    ras_dir.mkdir()
+    for path in phantom_dir.glob("*.nii.gz"):
+        nib.save(nib.as_closest_canonical(nib.load(path)), ras_dir / path.name)
+    ras = io.load_case(ras_dir)
+    assert ras.source_orientation == "RAS"
+    np.testing.assert_array_equal(ras.label, lps.label)
+    np.testing.assert_allclose(ras.images["flair"], lps.images["flair"])
+    # Written back, each label map lies on its own input grid.
+    out = io.save_label_map(ras.label, ras, tmp_path / "ras_seg.nii.gz")
+    assert nib.aff2axcodes(nib.load(out).affine) == ("R", "A", "S")
+
+
+def test_spacing_follows_header(tmp_path):
+    case = small_case(spacing_mm=(0.9, 1.1, 3.0))
+    io.save_case(case, tmp_path)
+    loaded = io.load_case(tmp_path)
+    np.testing.assert_allclose(loaded.spacing_mm, (0.9, 1.1, 3.0), rtol=1e-5)
+    assert loaded.voxel_volume_ml == pytest.approx(0.9 * 1.1 * 3.0 / 1000, rel=1e-5)
+
+
+def test_uploads_and_zip_load_the_same_case(phantom_dir, tmp_path):
+    files = {p.name: p.read_bytes() for p in phantom_dir.glob("*.nii.gz")}
+    from_upload = io.load_uploads(files, workdir=tmp_path / "work")
+    assert list((tmp_path / "work").iterdir()) == []  # the private temp folder is gone
+    archive = tmp_path / "case.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        for name, data in files.items():
+            zf.writestr(f"phantom_1/{name}", data)
+    from_zip = io.load_case(archive)
+    assert from_upload.case_id == from_zip.case_id == "phantom_1"
+    np.testing.assert_array_equal(from_upload.label, from_zip.label)
+
+
+def test_msd_four_d_image_and_labels(tmp_path):
+    case = small_case()
+    stack = np.stack([io.from_canonical(case.images[m], case.source_affine) for m in io.MSD_MODALITY_ORDER], axis=-1)
+    nib.save(nib.Nifti1Image(stack, case.source_affine), tmp_path / "BRATS_001.nii.gz")
+    brats = io.from_canonical(case.label, case.source_affine)
+    msd = np.select([brats == 2, brats == 1, brats == 4], [1, 2, 3], 0).astype(np.uint8)
+    nib.save(nib.Nifti1Image(msd, case.source_affine), tmp_path / "BRATS_001_label.nii.gz")
+    loaded = io.load_case(tmp_path / "BRATS_001.nii.gz", label_path=tmp_path / "BRATS_001_label.nii.gz")
+    np.testing.assert_array_equal(loaded.label, case.label)
+    np.testing.assert_allclose(loaded.images["t1ce"], case.images["t1ce"])
+
+
+def _write(path, data: np.ndarray, affine=None):
+    nib.save(nib.Nifti1Image(data, np.eye(4) if affine is None else affine), path)
+    return path
+
+
+def test_truncated_gzip_is_refused(phantom_dir, tmp_path):
+    files = {p.name: p.read_bytes() for p in phantom_dir.glob("*.nii.gz")}
+    name = next(n for n in files if n.endswith("_flair.nii.gz"))
+    files[name] = files[name][: len(files[name]) // 2]
+    with pytest.raises(InputError, match="truncated or corrupt"):
+        io.load_uploads(files)
+
+
+def test_text_file_named_nifti_is_refused():
+    with pytest.raises(InputError, match="not a NIfTI file"):
+        io.load_uploads({"x_t1ce.nii.gz": b"hello, I am text", "x_flair.nii.gz": b"text too"})
+
+
+def test_four_d_given_as_one_modality_is_refused(tmp_path):
+    _write(tmp_path / "x_t1ce.nii.gz", np.random.rand(32, 32, 32, 3).astype(np.float32))
+    _write(tmp_path / "x_flair.nii.gz", np.random.rand(32, 32, 32).astype(np.float32))
+    with pytest.raises(InputError, match="expected a 3-D volume, got 4-D"):
+        io.load_case(tmp_path)
+
+
+def test_modalities_of_different_shapes_are_refused(tmp_path):
+    _write(tmp_path / "x_t1ce.nii.gz", np.random.rand(32, 32, 32).astype(np.float32))
+    _write(tmp_path / "x_flair.nii.gz", np.random.rand(32, 32, 30).astype(np.float32))
+    with pytest.raises(InputError, match="differs from T1ce"):
+        io.load_case(tmp_path)
+
+
+def test_header_claiming_huge_shape_is_refused_before_reading(tmp_path):
+    header = nib.Nifti1Header()
+    header.set_data_shape((10000, 10000, 10000))
+    header.set_data_dtype(np.float32)
+    raw = header.binaryblock + b"\0" * 4 + b"\0" * 64
+    (tmp_path / "x_t1ce.nii").write_bytes(raw)
+    with pytest.raises(InputError, match="between 16 and 512"):
+        io.check_nifti_file(tmp_path / "x_t1ce.nii")
+
+
+def test_gzip_of_garbage_is_refused(tmp_path):
+    path = tmp_path / "x_t1ce.nii.gz"
+    path.write_bytes(gzip.compress(np.random.default_rng(0).bytes(4000)))
+    with pytest.raises(InputError, match="not a NIfTI file"):
+        io.check_nifti_file(path)

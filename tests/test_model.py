@@ -1,0 +1,137 @@
+"""The Attention-UNet: shapes, parameters, gates, serialisation, precision, training and resume."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+
+import keras
+import numpy as np
+import pytest
+
+from neuroinsight import io
+from neuroinsight.model import (
+    AttentionGate,
+    ModelConfig,
+    build_attention_unet,
+    load_model,
+    model_config_of,
+    with_attention_outputs,
+    with_precision,
+)
+from neuroinsight.preprocessing import PreprocessConfig
+from neuroinsight.training import TrainConfig, train
+from tests.conftest import REPO
+
+TINY = ModelConfig(input_channels=2, image_size=32, filters=(4, 8, 16), bottleneck=32)
+
+
+def test_seed_model_shapes_and_parameter_count():
+    model = build_attention_unet()
+    assert model.input_shape == (None, 128, 128, 2)
+    assert model.output_shape == (None, 128, 128, 4)
+    assert model.count_params() == 2_183_911  # pinned: a change to the architecture must be deliberate
+    assert len([layer for layer in model.layers if isinstance(layer, AttentionGate)]) == 3
+    assert model_config_of(model) == ModelConfig()
+
+
+@pytest.mark.parametrize("size", [32, 64])
+def test_output_is_a_distribution_for_two_sizes(size):
+    model = build_attention_unet(ModelConfig(input_channels=4, image_size=size, filters=(4, 8, 16), bottleneck=32))
+    out = np.asarray(model(np.random.rand(2, size, size, 4).astype(np.float32)))
+    assert out.shape == (2, size, size, 4)
+    np.testing.assert_allclose(out.sum(-1), 1.0, atol=1e-5)
+
+
+def test_attention_coefficients_in_unit_interval_with_skip_shape():
+    model = build_attention_unet(TINY)
+    outputs = with_attention_outputs(model)(np.random.rand(1, 32, 32, 2).astype(np.float32))
+    _, *alphas = (np.asarray(o) for o in outputs)
+    assert [a.shape for a in alphas] == [(1, 32, 32, 1), (1, 16, 16, 1), (1, 8, 8, 1)]
+    for alpha in alphas:
+        assert alpha.min() >= 0 and alpha.max() <= 1
+
+
+def test_safe_mode_round_trip_gives_identical_outputs(tmp_path):
+    model = build_attention_unet(TINY)
+    model.save(tmp_path / "m.keras")
+    loaded = load_model(tmp_path / "m.keras")
+    x = np.random.rand(2, 32, 32, 2).astype(np.float32)
+    np.testing.assert_array_equal(np.asarray(model(x)), np.asarray(loaded(x)))
+    gate = loaded.get_layer("attention_gate1")
+    assert gate.get_config()["inter_channels"] == 4
+
+
+@pytest.mark.parametrize("policy", ["mixed_bfloat16", "mixed_float16"])
+def test_softmax_is_float32_under_mixed_precision(policy):
+    model = with_precision(build_attention_unet(TINY), policy)
+    assert model.get_layer("encoder1_conv1").compute_dtype != "float32"
+    assert np.asarray(model(np.zeros((1, 32, 32, 2), np.float32))).dtype == np.float32
+    assert keras.config.dtype_policy().name == "float32"  # the global policy is left alone
+
+
+@pytest.mark.slow
+def test_training_lowers_the_loss_and_resumes(phantom_data_dir, tmp_path):
+    dirs = io.list_cases(phantom_data_dir)
+    config = TrainConfig(
+        preprocess=PreprocessConfig(image_size=32, slice_range=(10, 30)),
+        filters=(4, 8, 16),
+        bottleneck=32,
+        epochs=3,
+        batch_size=8,
+        learning_rate=3e-3,
+        loss="ce_dice",
+        augment="flips",
+    )
+    out = tmp_path / "m.keras"
+    result = train(config, dirs[:4], dirs[4:5], out, cache_dir=tmp_path / "cache", verbose=0)
+    losses = result.history["loss"]
+    assert losses[-1] < losses[0]
+    assert out.exists() and json.loads(out.with_suffix(".json").read_text())["epochs_run"] == 3
+    log_rows = out.with_suffix(".log.csv").read_text().strip().splitlines()
+    assert len(log_rows) == 1 + 3 and "val_dice_mean" in log_rows[0]
+
+    # A real kill: a child process trains and SIGKILLs itself right after its 2nd epoch.
+    killed = tmp_path / "k.keras"
+    script = KILLED_RUN.format(data=str(phantom_data_dir), out=str(killed), cache=str(tmp_path / "cache"))
+    child = subprocess.run([sys.executable, "-c", script], cwd=REPO, capture_output=True, timeout=600)
+    assert child.returncode == -signal.SIGKILL, child.stderr.decode()[-2000:]
+    resumed = train(
+        TrainConfig(**{**config.__dict__, "epochs": 4}),
+        dirs[:4],
+        dirs[4:5],
+        killed,
+        cache_dir=tmp_path / "cache",
+        resume=True,
+        verbose=0,
+    )
+    assert resumed.epochs_run == 2  # only epochs 3 and 4 ran
+    epochs = [int(r.split(",")[0]) for r in killed.with_suffix(".log.csv").read_text().strip().splitlines()[1:]]
+    assert epochs == [0, 1, 2, 3]
+
+
+KILLED_RUN = """
+import os, signal, keras
+from pathlib import Path
+from neuroinsight import io, training
+from neuroinsight.preprocessing import PreprocessConfig
+
+class KillAfterSecondEpoch(keras.callbacks.Callback):
+    def on_epoch_end(self, epoch, logs=None):
+        if epoch == 1:
+            os.kill(os.getpid(), signal.SIGKILL)
+
+original_fit = keras.Model.fit
+def fit(self, *args, callbacks=None, **kwargs):
+    return original_fit(self, *args, callbacks=[*callbacks, KillAfterSecondEpoch()], **kwargs)
+keras.Model.fit = fit
+
+dirs = io.list_cases("{data}")
+config = training.TrainConfig(
+    preprocess=PreprocessConfig(image_size=32, slice_range=(10, 30)), filters=(4, 8, 16), bottleneck=32,
+    epochs=4, batch_size=8, learning_rate=3e-3, loss="ce_dice", augment="flips",
+)
+training.train(config, dirs[:4], dirs[4:5], Path("{out}"), cache_dir=Path("{cache}"), verbose=0)
+"""

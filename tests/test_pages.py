@@ -1,0 +1,97 @@
+"""Every page in-process with AppTest: empty states, the demo case, uploads good and bad."""
+
+from __future__ import annotations
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from neuroinsight import io
+from tests.conftest import REPO
+
+PAGES = [
+    "app.py",
+    "pages/1_Upload.py",
+    "pages/2_Viewer.py",
+    "pages/3_Metrics.py",
+    "pages/4_Report.py",
+    "pages/6_About.py",
+]
+TIMEOUT = 180
+
+
+def page(name: str) -> AppTest:
+    """An app session on one page (AppTest starts at the entry point, then switches)."""
+    at = AppTest.from_file(str(REPO / "app.py"), default_timeout=TIMEOUT)
+    return at if name == "app.py" else at.switch_page(name)
+
+
+@pytest.mark.parametrize("name", PAGES)
+def test_every_page_renders_without_a_case(name):
+    at = page(name).run()
+    assert not at.exception
+    assert at.title[0].value
+    if name in ("pages/2_Viewer.py", "pages/4_Report.py"):
+        assert any("No case is loaded" in i.value for i in at.info)
+
+
+@pytest.fixture(scope="module")
+def demo_session() -> AppTest:
+    """An upload page session that loaded and segmented the demo case."""
+    at = page("pages/1_Upload.py").run()
+    next(b for b in at.button if b.label == "Load the demo case").click().run()
+    assert not at.exception
+    assert any("Demo case segmented" in s.value for s in at.success)
+    return at
+
+
+def _with_result(name: str, demo_session: AppTest) -> AppTest:
+    at = page(name)
+    at.session_state["result"] = demo_session.session_state["result"]
+    return at.run()
+
+
+def test_viewer_shows_slices_and_moves(demo_session):
+    at = _with_result("pages/2_Viewer.py", demo_session)
+    assert not at.exception
+    slider = next(s for s in at.slider if s.label == "Slice")
+    first = slider.value
+    slider.set_value(first + 5).run()
+    assert not at.exception
+    assert next(s for s in at.slider if s.label == "Slice").value == first + 5
+    for layer in ("ground truth beside", "error map (WT)", "attention gate 1"):
+        next(r for r in at.radio if r.label == "Layer").set_value(layer).run()
+        assert not at.exception, layer
+
+
+def test_metrics_and_report_pages_with_a_case(demo_session):
+    metrics = _with_result("pages/3_Metrics.py", demo_session)
+    assert not metrics.exception
+    assert len(metrics.dataframe) >= 2  # volumes and per-region scores (the demo has ground truth)
+    report = _with_result("pages/4_Report.py", demo_session)
+    assert not report.exception
+    assert report.session_state["report_pdf"].startswith(b"%PDF")
+
+
+def test_home_lists_the_analysis_in_the_history(demo_session):
+    at = page("app.py").run()
+    assert not at.exception
+    assert "demo_phantom" in at.dataframe[0].value["case"].tolist()
+
+
+def _upload(at: AppTest, files: list[tuple[str, bytes]]) -> AppTest:
+    at.file_uploader[0].set_value([(name, data, "application/octet-stream") for name, data in files])
+    next(b for b in at.button if b.label == "Load and segment").click().run()
+    return at
+
+
+def test_upload_bad_then_good(phantom_dir):
+    at = page("pages/1_Upload.py").run()
+    _upload(at, [("x_t1ce.nii.gz", b"text, not an image"), ("x_flair.nii.gz", b"more text")])
+    assert not at.exception
+    assert any("not a NIfTI file" in e.value for e in at.error)
+    assert "result" not in at.session_state
+    good = [(p.name, p.read_bytes()) for p in sorted(phantom_dir.glob("*.nii.gz"))]
+    _upload(at, good)
+    assert not at.exception and not at.error
+    assert at.session_state["result"].case.case_id == "phantom_1"
+    assert at.session_state["result"].case.modalities == io.MODALITIES

@@ -1,0 +1,100 @@
+"""The PDF report: content (pdftotext), rendering (pdftoppm), colours, determinism, edge cases."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from datetime import UTC, datetime
+
+import numpy as np
+import pytest
+
+from neuroinsight.grading import grade_features, load_grade_model
+from neuroinsight.inference import Segmenter
+from neuroinsight.metrics import region_volumes_ml
+from neuroinsight.pipeline import CaseResult, analyse_case
+from neuroinsight.report import DISCLAIMER, build_pdf
+from tests.conftest import REPO, small_case
+
+requires_poppler = pytest.mark.skipif(shutil.which("pdftotext") is None, reason="poppler-utils not installed")
+WHEN = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
+
+
+@pytest.fixture(scope="module")
+def grader():
+    return load_grade_model(REPO / "models" / "grade_classifier.json")
+
+
+@pytest.fixture(scope="module")
+def result(tiny_model_path, grader) -> CaseResult:
+    """A phantom whose 'prediction' is its ground truth, so the tumor is certainly there."""
+    case = small_case(seed=3)
+    out = analyse_case(case, Segmenter.from_path(tiny_model_path, precision="float32"), grader)
+    out.segmentation.labels = case.label.copy()
+    out.volumes_ml = region_volumes_ml(case.label, case.spacing_mm)
+    out.hgg_probability = grader.predict_proba(grade_features(case.label, case.images, case.spacing_mm))
+    return out
+
+
+def _text(pdf: bytes, tmp_path) -> str:
+    path = tmp_path / "r.pdf"
+    path.write_bytes(pdf)
+    return subprocess.run(["pdftotext", "-layout", str(path), "-"], capture_output=True, check=True, text=True).stdout
+
+
+def _pages(pdf: bytes, tmp_path) -> list:
+    from PIL import Image
+
+    path = tmp_path / "r.pdf"
+    path.write_bytes(pdf)
+    subprocess.run(["pdftoppm", "-png", "-r", "60", str(path), str(tmp_path / "p")], check=True)
+    return [np.asarray(Image.open(p).convert("RGB")) for p in sorted(tmp_path.glob("p*.png"))]
+
+
+def test_report_is_a_small_deterministic_pdf(result, grader):
+    a = build_pdf(result, grade_evaluation=grader.evaluation, created=WHEN)
+    b = build_pdf(result, grade_evaluation=grader.evaluation, created=WHEN)
+    assert a.startswith(b"%PDF") and a == b
+    assert len(a) < 2 * 1024 * 1024
+
+
+@requires_poppler
+def test_report_text_holds_the_facts(result, grader, tmp_path):
+    text = _text(build_pdf(result, grade_evaluation=grader.evaluation, created=WHEN), tmp_path)
+    assert result.case.case_id in text and "2026-11-27 12:00" in text
+    for value in result.volumes_ml.values():
+        assert f"{value:.2f} cm³" in text
+    assert f"{result.hgg_probability:.0%}" in text and "AUC" in text
+    assert DISCLAIMER in text
+    assert "Dice" in text and "HD95" in text
+
+
+@requires_poppler
+def test_first_page_shows_the_overlay_colours(result, grader, tmp_path):
+    pages = _pages(build_pdf(result, grade_evaluation=grader.evaluation, created=WHEN), tmp_path)
+    assert len(pages) >= 1
+    r, g, b = (pages[0].reshape(-1, 3).astype(int)[:, i] for i in range(3))
+    # Overlays blend each label colour at 50 % over grey: its hue survives. A legend swatch
+    # alone is ~80 pixels at 60 dpi, so each hue must cover much more than that.
+    hues = {
+        "NCR red": (r > g + 50) & (r > b + 40),
+        "edema green": (g > r + 40) & (g > b + 20),
+        "enhancing yellow": (r > b + 60) & (g > b + 60) & (abs(r - g) < 60),
+    }
+    for name, mask in hues.items():
+        assert mask.sum() > 300, f"{name}: {mask.sum()} pixels"
+
+
+@requires_poppler
+def test_no_tumor_and_no_ground_truth_still_report(tiny_model_path, tmp_path):
+    case = small_case(seed=4, tumor_radius_mm=0)
+    case.label = None
+    result = analyse_case(case, Segmenter.from_path(tiny_model_path, precision="float32"))
+    result.segmentation.labels[:] = 0
+    result.volumes_ml = dict.fromkeys(result.volumes_ml, 0.0)
+    result.hgg_probability = None
+    pdf = build_pdf(result, created=WHEN)
+    text = _text(pdf, tmp_path)
+    assert "No tumor was found" in text
+    assert "No ground truth was provided" in text
+    assert len(_pages(pdf, tmp_path)) >= 1
