@@ -7,7 +7,8 @@ choice on CPUs with AMX/AVX-512 BF16.
 
 A run writes, beside ``out`` (``models/NAME.keras``):
 
-* ``NAME.keras``: the best epoch on validation (mean tumor-class Dice);
+* ``NAME.keras``: the best epoch on validation (mean Dice of WT, TC, ET), without
+  optimizer state;
 * ``NAME.json``: model, preprocessing and training settings, split and timing;
 * ``NAME.log.csv``: per-epoch loss and per-class Dice/IoU (Keras ``CSVLogger``);
 * ``.NAME.backup/``: Keras ``BackupAndRestore`` state, so a killed run started
@@ -36,7 +37,7 @@ from keras import ops
 from neuroinsight.augmentation import PRESETS, AugmentConfig
 from neuroinsight.data import SliceDataset
 from neuroinsight.errors import InputError
-from neuroinsight.model import ModelConfig, build_attention_unet
+from neuroinsight.model import ModelConfig, build_attention_unet, load_model
 from neuroinsight.preprocessing import DEFAULT_PREPROCESS, N_CLASSES, SEED_PREPROCESS, PreprocessConfig
 
 logger = logging.getLogger(__name__)
@@ -159,27 +160,40 @@ def ce_dice_loss(y_true, y_pred):
     return ce + soft_dice_loss(y_true, y_pred)
 
 
-class ClassOverlap(keras.metrics.Metric):
-    """Dice or IoU of one class (or the mean over tumor classes), accumulated over the epoch.
+#: BraTS evaluation regions as model classes (label 4 is class 3).
+REGION_CLASSES: dict[str, tuple[int, ...]] = {"wt": (1, 2, 3), "tc": (1, 3), "et": (3,)}
+
+
+class Overlap(keras.metrics.Metric):
+    """Dice or IoU of a set of classes, pooled over every pixel of the epoch.
+
+    Pooling over the epoch (rather than averaging per batch) keeps slices without
+    tumor from dominating the score. Empty truth and prediction score 1.
 
     Args:
-        class_index: Class to score, or None for the mean Dice over classes 1..3.
+        regions: One or more class tuples; the result is the mean over them.
         kind: ``"dice"`` or ``"iou"``.
+        name: Metric name in logs (``val_`` is prefixed for validation).
     """
 
-    def __init__(self, class_index: int | None, kind: str = "dice", **kwargs) -> None:
-        label = "mean" if class_index is None else CLASS_NAMES[class_index]
-        super().__init__(name=kwargs.pop("name", f"{kind}_{label}"), **kwargs)
-        self.class_index = class_index
+    def __init__(self, regions: Sequence[Sequence[int]], kind: str = "dice", *, name: str, **kwargs) -> None:
+        super().__init__(name=name, **kwargs)
+        self.regions = [tuple(r) for r in regions]
         self.kind = kind
-        self.intersection = self.add_variable(shape=(N_CLASSES,), initializer="zeros", name="intersection")
-        self.total = self.add_variable(shape=(N_CLASSES,), initializer="zeros", name="total")
+        self.intersection = self.add_variable(shape=(len(self.regions),), initializer="zeros", name="intersection")
+        self.total = self.add_variable(shape=(len(self.regions),), initializer="zeros", name="total")
 
     def update_state(self, y_true, y_pred, sample_weight=None) -> None:
-        pred = ops.one_hot(ops.argmax(y_pred, axis=-1), N_CLASSES)
-        truth = ops.cast(y_true, pred.dtype)
-        self.intersection.assign_add(ops.cast(ops.sum(truth * pred, axis=(0, 1, 2)), "float32"))
-        self.total.assign_add(ops.cast(ops.sum(truth + pred, axis=(0, 1, 2)), "float32"))
+        predicted = ops.argmax(y_pred, axis=-1)
+        truth = ops.argmax(y_true, axis=-1)
+        inters, totals = [], []
+        for region in self.regions:
+            in_pred = ops.cast(ops.any(ops.stack([predicted == c for c in region]), axis=0), "float32")
+            in_true = ops.cast(ops.any(ops.stack([truth == c for c in region]), axis=0), "float32")
+            inters.append(ops.sum(in_pred * in_true))
+            totals.append(ops.sum(in_pred) + ops.sum(in_true))
+        self.intersection.assign_add(ops.stack(inters))
+        self.total.assign_add(ops.stack(totals))
 
     def result(self):
         inter, total = self.intersection, self.total
@@ -188,18 +202,25 @@ class ClassOverlap(keras.metrics.Metric):
         else:
             union = total - inter
             score = ops.where(union > 0, inter / ops.maximum(union, 1.0), 1.0)
-        return ops.mean(score[1:]) if self.class_index is None else score[self.class_index]
+        return ops.mean(score)
 
     def reset_state(self) -> None:
-        self.intersection.assign(ops.zeros((N_CLASSES,)))
-        self.total.assign(ops.zeros((N_CLASSES,)))
+        self.intersection.assign(ops.zeros((len(self.regions),)))
+        self.total.assign(ops.zeros((len(self.regions),)))
 
 
 def training_metrics() -> list[keras.metrics.Metric]:
-    """Per-class Dice and IoU of the tumor classes, plus their mean Dice (the model-selection score)."""
-    metrics: list[keras.metrics.Metric] = [ClassOverlap(None, "dice")]
+    """Dice and IoU per tumor class, Dice per BraTS region, and the model-selection score.
+
+    ``dice_regions`` (mean Dice of WT, TC and ET) selects the best epoch: it is what the
+    model is judged on, and unlike the per-class mean it does not collapse when a
+    validation patient has almost no necrosis.
+    """
+    metrics: list[keras.metrics.Metric] = [Overlap(list(REGION_CLASSES.values()), name="dice_regions")]
+    metrics += [Overlap([classes], name=f"dice_{region}") for region, classes in REGION_CLASSES.items()]
     for index in range(1, N_CLASSES):
-        metrics += [ClassOverlap(index, "dice"), ClassOverlap(index, "iou")]
+        for kind in ("dice", "iou"):
+            metrics.append(Overlap([(index,)], kind, name=f"{kind}_{CLASS_NAMES[index]}"))
     return metrics
 
 
@@ -274,7 +295,7 @@ def train(
             loss=ce_dice_loss if config.loss == "ce_dice" else "categorical_crossentropy",
             metrics=training_metrics(),
         )
-    monitor = "val_dice_mean"
+    monitor = "val_dice_regions"
     callbacks: list[keras.callbacks.Callback] = [
         keras.callbacks.BackupAndRestore(str(backup), save_freq="epoch", delete_checkpoint=True),
         keras.callbacks.ModelCheckpoint(str(out), monitor=monitor, mode="max", save_best_only=True),
@@ -298,6 +319,8 @@ def train(
     seconds = time.perf_counter() - started
     if not out.exists():  # every epoch was restored from backup: save what we have
         model.save(str(out))
+    # Ship weights only: the optimizer state would double the file for no use at inference.
+    load_model(out).save(str(out))
     info = {
         "model": config.model.to_dict(),
         "preprocess": config.preprocess.to_dict(),

@@ -91,7 +91,7 @@ def test_training_lowers_the_loss_and_resumes(phantom_data_dir, tmp_path):
     assert losses[-1] < losses[0]
     assert out.exists() and json.loads(out.with_suffix(".json").read_text())["epochs_run"] == 3
     log_rows = out.with_suffix(".log.csv").read_text().strip().splitlines()
-    assert len(log_rows) == 1 + 3 and "val_dice_mean" in log_rows[0]
+    assert len(log_rows) == 1 + 3 and "val_dice_regions" in log_rows[0]
 
     # A real kill: a child process trains and SIGKILLs itself right after its 2nd epoch.
     killed = tmp_path / "k.keras"
