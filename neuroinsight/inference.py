@@ -158,6 +158,7 @@ class Segmenter:
         from neuroinsight.model import load_model, with_precision
 
         path = Path(path)
+        logger.info("loading model %s (%s)", path, precision)
         if not path.exists():
             raise InputError(
                 f"Model {path} not found. Train one with `python -m neuroinsight train` or set NEUROINSIGHT_MODELS."

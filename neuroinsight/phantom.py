@@ -145,3 +145,114 @@ def _source_shape(shape: tuple[int, ...], affine: NDArray) -> tuple[int, ...]:
     # Flips keep the shape; only axis permutations would change it, and this affine has none.
     del affine
     return shape
+
+
+def _template_dir():
+    """Folder of the MNI ICBM152 2009a template shipped inside nilearn's wheel (no download)."""
+    from importlib.resources import files
+
+    return files("nilearn") / "datasets" / "data"
+
+
+def make_template_case(
+    *,
+    seed: int = 0,
+    tumor_radius_mm: float = 24.0,
+    tumor_center_mm: Sequence[float] = (-28.0, 8.0, 18.0),
+    noise: float = 0.02,
+    case_id: str | None = None,
+) -> Case:
+    """A demo case with real anatomy: the MNI ICBM152 2009a template plus an inserted glioma.
+
+    The template T1 and its grey/white-matter probability maps (shipped in nilearn's
+    wheel) give T1 directly and tissue-based contrasts for T1ce, T2 and FLAIR (CSF
+    bright on T2, dark on FLAIR). The tumor has the BraTS structure: necrotic core
+    (1), enhancing rim (4, bright on T1ce) and edema (2, bright on FLAIR/T2) that
+    spreads preferentially along white matter. The brain is skull-stripped like BraTS.
+
+    Args:
+        seed: Random seed (tumor outline, noise, bias field).
+        tumor_radius_mm: Outer (edema) radius; 0 gives a healthy brain.
+        tumor_center_mm: Tumor centre in MNI millimetres.
+        noise: Gaussian noise as a fraction of the white-matter intensity.
+        case_id: Identifier (default ``demo_mni_<seed>``).
+
+    Raises:
+        InputError: nilearn (which ships the template) is not installed.
+    """
+    try:
+        folder = _template_dir()
+    except ModuleNotFoundError as err:
+        raise InputError("The realistic demo case needs the nilearn package (pip install nilearn).") from err
+    name = "mni_icbm152_{}_tal_nlin_sym_09a_converted.nii.gz"
+    t1_image = nib.load(str(folder / name.format("t1")))
+    t1 = np.asarray(t1_image.dataobj, dtype=np.float32)
+    grey = np.asarray(nib.load(str(folder / name.format("gm"))).dataobj, dtype=np.float32) / 255.0
+    white = np.asarray(nib.load(str(folder / name.format("wm"))).dataobj, dtype=np.float32) / 255.0
+    affine = np.asarray(t1_image.affine, dtype=np.float64)
+
+    # Skull-strip: brain tissue plus the CSF it encloses (ventricles), closed and filled.
+    tissue = (grey + white) > 0.3
+    brain = ndimage.binary_fill_holes(ndimage.binary_closing(tissue, iterations=3))
+    brain = ndimage.binary_opening(brain, iterations=2)
+    csf = np.clip(1.0 - grey - white, 0, 1) * brain
+
+    # Crop to the brain with a margin, like a BraTS field of view.
+    box = tuple(slice(max(s.start - 8, 0), s.stop + 8) for s in ndimage.find_objects(brain.astype(np.uint8))[0])
+    t1, grey, white, csf, brain = (a[box] for a in (t1, grey, white, csf, brain))
+    affine = affine.copy()
+    affine[:3, 3] += affine[:3, :3] @ np.array([s.start for s in box])
+    shape = brain.shape
+    rng = np.random.default_rng(seed)
+
+    label = np.zeros(shape, dtype=np.uint8)
+    if tumor_radius_mm > 0:
+        world = np.stack(np.meshgrid(*[np.arange(n) for n in shape], indexing="ij"), axis=-1) @ affine[:3, :3].T
+        world += affine[:3, 3]
+        wobble = _smooth_noise(rng, shape, cells=12)
+        r = np.linalg.norm(world - np.asarray(tumor_center_mm), axis=-1) / tumor_radius_mm * (1 + 0.3 * wobble)
+        edema = (r < 1.0) & brain & ((white > 0.35) | (r < 0.7))
+        label[edema] = 2
+        label[(r < 0.5) & brain] = 4
+        label[(r < 0.3) & brain] = 1
+
+    core, rim, edema_mask = label == 1, label == 4, label == 2
+    tissue_mix = {  # (csf, grey, white, edema, necrosis, enhancing) intensities per modality
+        "t1": None,
+        "t1ce": (60, 95, 130, 85, 45, 260),
+        "t2": (250, 120, 80, 200, 230, 150),
+        "flair": (25, 110, 85, 220, 120, 160),
+    }
+    bias = np.exp(0.08 * _smooth_noise(rng, shape, cells=3)).astype(np.float32)
+    images: dict[str, NDArray[np.float32]] = {}
+    for modality, levels in tissue_mix.items():
+        if levels is None:  # the template's own T1, tumor darker (hypointense)
+            volume = t1.copy()
+            volume[edema_mask] *= 0.85
+            volume[core | rim] *= 0.6
+        else:
+            c, g, w, e, n, en = levels
+            volume = c * csf + g * grey + w * white
+            volume[edema_mask] = e
+            volume[core] = n
+            volume[rim] = en
+        volume = ndimage.gaussian_filter(volume.astype(np.float32), sigma=0.7) * bias
+        scale = float(np.median(volume[white > 0.9])) if (white > 0.9).any() else 1.0
+        volume += rng.normal(0, noise * scale, size=shape).astype(np.float32)
+        volume[~brain] = 0
+        images[modality] = np.clip(volume, 0, None).astype(np.float32)
+
+    header = nib.Nifti1Header()
+    header.set_data_shape(shape)
+    header.set_zooms((1.0, 1.0, 1.0))
+    header.set_sform(affine, code=4)
+    header.set_qform(affine, code=4)
+    return Case(
+        case_id=case_id or f"demo_mni_{seed}",
+        images={m: images[m] for m in MODALITIES},
+        spacing_mm=(1.0, 1.0, 1.0),
+        source_affine=affine,
+        source_header=header,
+        label=label,
+        source_files=["(MNI ICBM152 2009a template with a synthetic tumor)"],
+    )

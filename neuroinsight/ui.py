@@ -60,8 +60,14 @@ def get_grader() -> GradeModel | None:
 
 @st.cache_resource(show_spinner="Building the demo case...")
 def demo_case() -> io.Case:
-    """The built-in synthetic case (works on a machine without real data)."""
-    return phantom.make_case(seed=7, tumor_radius_mm=24.0, case_id="demo_phantom")
+    """The built-in demo: real anatomy (MNI template) with a synthetic tumor; works offline.
+
+    Falls back to the geometric phantom where nilearn (which ships the template) is missing.
+    """
+    try:
+        return phantom.make_template_case(seed=7, case_id="demo_case")
+    except InputError:
+        return phantom.make_case(seed=7, tumor_radius_mm=24.0, case_id="demo_case")
 
 
 def show_error(err: Exception) -> None:

@@ -34,7 +34,10 @@ with tab_upload:
                 st.success(f"Segmented {case.case_id}. Open the Viewer to explore it.")
 
 with tab_demo:
-    st.markdown("A synthetic brain with a tumor (necrotic core, enhancing rim, edema), generated on this machine.")
+    st.markdown(
+        "A real brain anatomy (the MNI ICBM152 template) with a synthetic glioma inserted: necrotic core, "
+        "enhancing rim and edema, with ground truth. Built on this machine; no patient data."
+    )
     if st.button("Load the demo case", type="primary") and ui.analyse(ui.demo_case(), tta=tta) is not None:
         st.success("Demo case segmented. Open the Viewer to explore it.")
 

@@ -75,7 +75,7 @@ def test_metrics_and_report_pages_with_a_case(demo_session):
 def test_home_lists_the_analysis_in_the_history(demo_session):
     at = page("app.py").run()
     assert not at.exception
-    assert "demo_phantom" in at.dataframe[0].value["case"].tolist()
+    assert "demo_case" in at.dataframe[0].value["case"].tolist()
 
 
 def _upload(at: AppTest, files: list[tuple[str, bytes]]) -> AppTest:

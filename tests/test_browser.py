@@ -1,0 +1,161 @@
+"""End to end in a real browser: Debian's chromium driven by Playwright against `streamlit run app.py`."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import REPO
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Debian chromium not installed (apt-get install chromium)"),
+]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    port = _free_port()
+    env = {**os.environ, "NEUROINSIGHT_HOME": str(tmp_path_factory.mktemp("browser-home"))}
+    log = tmp_path_factory.mktemp("server") / "streamlit.log"
+    with log.open("w") as out:
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "streamlit",
+                "run",
+                "app.py",
+                "--server.headless",
+                "true",
+                "--server.port",
+                str(port),
+                "--server.address",
+                "127.0.0.1",
+            ],
+            cwd=REPO,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.time() + 120
+        while time.time() < deadline:
+            try:
+                if urllib.request.urlopen(f"{url}/_stcore/health", timeout=2).read() == b"ok":
+                    break
+            except OSError:
+                time.sleep(0.5)
+        else:
+            pytest.fail(f"streamlit did not start:\n{log.read_text()[-3000:]}")
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+@pytest.fixture(scope="module")
+def browser():
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(
+            executable_path=CHROMIUM,
+            args=[
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--no-first-run",
+                "--disable-sync",
+            ],
+        )
+        yield browser
+        browser.close()
+
+
+def _settle(page, timeout_ms: int = 120_000) -> None:
+    """Wait until Streamlit has finished running the script."""
+    page.wait_for_selector("[data-testid='stApp']", timeout=timeout_ms)
+    page.wait_for_function("() => !document.querySelector('[data-testid=\"stStatusWidget\"]')", timeout=timeout_ms)
+
+
+def _open(page, name: str) -> None:
+    """Navigate in the sidebar: a full page load would start a new session and lose the case."""
+    page.locator("[data-testid='stSidebarNav'] a", has_text=name).first.click()
+    page.wait_for_url(f"**/{name}", timeout=60_000)
+    _settle(page)
+
+
+def _no_exception(page) -> None:
+    assert page.locator("[data-testid='stException']").count() == 0, page.locator(
+        "[data-testid='stException']"
+    ).first.inner_text()
+
+
+def test_demo_case_through_every_page(server, browser, tmp_path):
+    shots = tmp_path / "screenshots"
+    shots.mkdir()
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    page.goto(server)
+    _settle(page)
+    page.get_by_text("Brain-tumor segmentation on multi-modal MRI").wait_for()
+    _no_exception(page)
+    page.screenshot(path=shots / "home.png", full_page=True)
+
+    _open(page, "Upload")
+    page.get_by_role("tab", name="Demo case").click()
+    page.get_by_role("button", name="Load the demo case").click()
+    page.get_by_text("Demo case segmented").wait_for(timeout=240_000)
+    _no_exception(page)
+    page.screenshot(path=shots / "upload.png", full_page=True)
+
+    _open(page, "Viewer")
+    image = page.locator("[data-testid='stPlotlyChart']").first
+    image.wait_for(timeout=60_000)
+    before = image.screenshot()
+    slider = page.get_by_role("slider").last
+    slider.focus()
+    for _ in range(12):
+        page.keyboard.press("ArrowRight")
+    page.wait_for_timeout(1500)
+    _settle(page)
+    after = page.locator("[data-testid='stPlotlyChart']").first.screenshot()
+    assert before != after, "the displayed slice did not change after moving the slider"
+    _no_exception(page)
+    page.screenshot(path=shots / "viewer.png", full_page=True)
+
+    _open(page, "Metrics")
+    page.get_by_text("Current case").wait_for()
+    _no_exception(page)
+    page.screenshot(path=shots / "metrics.png", full_page=True)
+
+    _open(page, "Report")
+    with page.expect_download(timeout=120_000) as download_info:
+        page.get_by_role("button", name="Download the PDF report").click()
+    pdf = Path(download_info.value.path()).read_bytes()
+    assert pdf.startswith(b"%PDF") and len(pdf) > 10_000
+    _no_exception(page)
+    page.screenshot(path=shots / "report.png", full_page=True)
+
+    _open(page, "About")
+    page.get_by_text("How to cite").wait_for()
+    _no_exception(page)
+    page.screenshot(path=shots / "about.png", full_page=True)
+    assert len(list(shots.glob("*.png"))) == 6
