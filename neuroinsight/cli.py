@@ -385,10 +385,44 @@ def _run_fit_grader(args: argparse.Namespace) -> int:
     return 0
 
 
+# --------------------------------------------------------------------------- bench
+
+
+def _add_bench(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("bench", help="measure speed, memory and scale as ratios in one run")
+    p.add_argument("--quick", action="store_true", help="fewer repeats and sizes (a smoke test)")
+    p.add_argument("--model", type=Path, help="model to benchmark [default: models/attention_unet.keras]")
+    p.add_argument("--data", dest="data_dir", type=Path, help="BraTS data folder for the generator benchmark")
+    p.add_argument("--json", type=Path, help="also write the figures as JSON")
+    p.set_defaults(run=_run_bench)
+
+
+def _run_bench(args: argparse.Namespace) -> int:
+    from neuroinsight import bench
+
+    settings = _settings(args)
+    model = args.model or settings.models_dir / "attention_unet.keras"
+    if not model.exists():
+        raise InputError(f"Model {model} not found; pass --model.")
+    figures = bench.run(model, settings.data_dir, quick=args.quick, print_line=lambda s: print(s, flush=True))
+    if args.json:
+        args.json.write_text(bench.to_json(figures))
+    return 0
+
+
 # --------------------------------------------------------------------------- main
 
 
-COMMANDS = (_add_validate, _add_phantom, _add_train, _add_segment, _add_evaluate, _add_report, _add_fit_grader)
+COMMANDS = (
+    _add_validate,
+    _add_phantom,
+    _add_train,
+    _add_segment,
+    _add_evaluate,
+    _add_report,
+    _add_fit_grader,
+    _add_bench,
+)
 
 
 def build_parser() -> argparse.ArgumentParser:

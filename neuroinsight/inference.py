@@ -36,6 +36,8 @@ from neuroinsight.preprocessing import (
     prepare_volume,
     resize_plane,
     restore_probabilities,
+    restore_window,
+    uncrop_probabilities,
 )
 
 logger = logging.getLogger(__name__)
@@ -73,7 +75,8 @@ class Segmentation:
 
     Attributes:
         labels: uint8 ``(X, Y, Z)``, BraTS labels ``{0, 1, 2, 4}``.
-        probabilities: float16 ``(X, Y, Z, 4)`` class probabilities (classes 0..3).
+        window_probabilities: float16 ``(x, y, Z, 4)`` class probabilities (classes 0..3) inside
+            the brain's crop window; :attr:`probabilities` gives the full grid.
         brain: bool ``(X, Y, Z)`` brain mask.
         uncertainty: float16 ``(X, Y, Z)`` in [0, 1] with test-time augmentation, else None.
         model_name: File name of the model that ran.
@@ -82,7 +85,7 @@ class Segmentation:
     """
 
     labels: NDArray[np.uint8]
-    probabilities: NDArray[np.float16] = field(repr=False)
+    window_probabilities: NDArray[np.float16] = field(repr=False)
     brain: NDArray[np.bool_] = field(repr=False)
     model_name: str
     modalities: tuple[str, ...]
@@ -90,6 +93,13 @@ class Segmentation:
     uncertainty: NDArray[np.float16] | None = field(default=None, repr=False)
     attention: dict[int, NDArray[np.float16]] = field(default_factory=dict, repr=False)
     prepared: PreparedVolume | None = field(default=None, repr=False)
+
+    @property
+    def probabilities(self) -> NDArray[np.float32]:
+        """Class probabilities ``(X, Y, Z, 4)`` on the full canonical grid (built on demand)."""
+        if self.prepared is None:
+            raise RuntimeError("Segmentation was built without its PreparedVolume")
+        return uncrop_probabilities(self.window_probabilities.astype(np.float32), self.prepared)
 
     def attention_slice(self, level: int, z: int) -> NDArray[np.float32]:
         """Attention coefficients of gate ``level`` (1 = finest) on axial slice ``z``, as ``(X, Y)``.
@@ -170,11 +180,18 @@ class Segmenter:
         return cls(model, preprocess, name=path.name, info=info)
 
     def predict_slices(self, slices: NDArray[np.float32], *, attention: bool = False) -> list[NDArray[np.float32]]:
-        """Forward ``(B, S, S, C)`` slices; returns ``[probs]`` or ``[probs, alpha_1, ...]``."""
+        """Forward ``(B, S, S, C)`` slices; returns ``[probs]`` or ``[probs, alpha_1, ...]``.
+
+        Runs Keras' compiled predict function (about 3x faster than eager calls here);
+        batches are padded to ``BATCH_SLICES`` so the graph is traced once, not per size.
+        """
         net = self.with_attention if attention else self.model
-        outputs = net(slices, training=False)
+        n = len(slices)
+        padded = np.zeros((max(BATCH_SLICES, n), *slices.shape[1:]), dtype=np.float32)
+        padded[:n] = slices
+        outputs = net.predict_on_batch(padded)
         outputs = outputs if isinstance(outputs, list | tuple) else [outputs]
-        return [np.asarray(o, dtype=np.float32) for o in outputs]
+        return [np.asarray(o, dtype=np.float32)[:n] for o in outputs]
 
     def segment(
         self,
@@ -216,8 +233,8 @@ class Segmenter:
                 store[index] = alpha[..., 0]
             if progress is not None:
                 progress(done, len(batches))
-        full = restore_probabilities(probs, prepared)
-        classes = np.argmax(full, axis=-1)
+        window = restore_window(probs, prepared)
+        classes = prepared.box.uncrop(np.argmax(window, axis=-1).astype(np.uint8), prepared.full_shape[:2], fill=0)
         classes[~prepared.brain] = 0
         labels = postprocess(classes_to_labels(classes), post, case.voxel_volume_ml)
         full_uncertainty = None
@@ -226,7 +243,7 @@ class Segmenter:
             full_uncertainty = np.where(prepared.brain, restored, 0).astype(np.float16)
         return Segmentation(
             labels=labels,
-            probabilities=full.astype(np.float16),
+            window_probabilities=window.astype(np.float16),
             brain=prepared.brain,
             model_name=self.name,
             modalities=self.preprocess.modalities,

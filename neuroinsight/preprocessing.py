@@ -257,21 +257,36 @@ def training_slices(prepared: PreparedVolume, config: PreprocessConfig) -> NDArr
     return np.nonzero(prepared.has_brain)[0]
 
 
-def restore_probabilities(probs: NDArray[np.float32], prepared: PreparedVolume) -> NDArray[np.float32]:
-    """Invert crop and resize for per-class probabilities.
+def restore_window(probs: NDArray[np.float32], prepared: PreparedVolume) -> NDArray[np.float32]:
+    """Invert the resize for per-class maps, staying inside the crop window.
 
     Args:
-        probs: ``(Z, S, S, K)`` softmax output per slice.
+        probs: ``(Z, S, S, K)`` maps per slice (softmax output, or any per-pixel values).
         prepared: The :class:`PreparedVolume` the input came from.
 
     Returns:
-        float32 ``(X, Y, Z, K)`` on the canonical grid; outside the crop the background
-        class has probability 1. Take the argmax *after* this step.
+        float32 ``(box.size_x, box.size_y, Z, K)``: the crop window at the source resolution.
+        Working in the window (the brain's bounding square) avoids full-grid arrays.
     """
     n_z, _, _, n_classes = probs.shape
     box = prepared.box
-    window = probs.transpose(1, 2, 0, 3).reshape(probs.shape[1], probs.shape[2], n_z * n_classes)
-    window = resize_plane(window, (box.size_x, box.size_y)).reshape(box.size_x, box.size_y, n_z, n_classes)
-    full = box.uncrop(window, prepared.full_shape[:2], fill=0.0)
-    full[..., 0][~np.any(full > 0, axis=-1)] = 1.0
+    window = np.ascontiguousarray(probs.transpose(1, 2, 0, 3)).reshape(probs.shape[1], probs.shape[2], n_z * n_classes)
+    return resize_plane(window, (box.size_x, box.size_y)).reshape(box.size_x, box.size_y, n_z, n_classes)
+
+
+def restore_probabilities(probs: NDArray[np.float32], prepared: PreparedVolume) -> NDArray[np.float32]:
+    """Invert crop and resize for per-class probabilities onto the full canonical grid.
+
+    Returns:
+        float32 ``(X, Y, Z, K)``; outside the crop the background class has probability 1.
+        Take the argmax *after* this step (or on :func:`restore_window`'s output).
+    """
+    return uncrop_probabilities(restore_window(probs, prepared), prepared)
+
+
+def uncrop_probabilities(window: NDArray[np.float32], prepared: PreparedVolume) -> NDArray[np.float32]:
+    """Place ``(x, y, Z, K)`` window probabilities on the full grid; background is certain outside."""
+    full = prepared.box.uncrop(window, prepared.full_shape[:2], fill=0.0)
+    outside = prepared.box.uncrop(np.zeros(window.shape[:3], bool), prepared.full_shape[:2], fill=True)
+    full[..., 0][outside] = 1.0
     return full
