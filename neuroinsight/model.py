@@ -192,3 +192,20 @@ def with_precision(model: keras.Model, dtype_policy: str) -> keras.Model:
 def load_model(path: str | Path) -> keras.Model:
     """Load a saved ``.keras`` Attention-UNet with ``safe_mode=True`` (no arbitrary code)."""
     return keras.saving.load_model(str(path), safe_mode=True, compile=False)
+
+
+def layer_table(model: keras.Model) -> list[dict[str, object]]:
+    """One row per layer: name, type, output shape and parameter count (for teaching views)."""
+    rows = []
+    for layer in model.layers:
+        output = layer.output
+        shapes = [tuple(o.shape) for o in output] if isinstance(output, list | tuple) else [tuple(output.shape)]
+        rows.append(
+            {
+                "layer": layer.name,
+                "type": layer.__class__.__name__,
+                "output shape": " + ".join(str(s[1:]) for s in shapes),
+                "parameters": int(layer.count_params()),
+            }
+        )
+    return rows

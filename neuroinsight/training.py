@@ -338,3 +338,14 @@ def train(
     return TrainResult(
         out, len(history.epoch), seconds, {k: [float(v) for v in vals] for k, vals in history.history.items()}
     )
+
+
+def read_history(log_path: Path) -> dict[str, list[float]]:
+    """A training CSV log (``NAME.log.csv``) as ``{column: values}``; empty if absent."""
+    import csv
+
+    log_path = Path(log_path)
+    if not log_path.exists():
+        return {}
+    rows = list(csv.DictReader(log_path.read_text().splitlines()))
+    return {key: [float(r[key]) for r in rows] for key in (rows[0] if rows else {})}

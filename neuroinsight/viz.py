@@ -284,3 +284,115 @@ def _named(rgb: tuple[int, int, int]) -> str:
     """Closest Streamlit Markdown colour name."""
     palette = {"red": (230, 57, 70), "green": (46, 204, 113), "orange": (255, 209, 26), "blue": (52, 152, 219)}
     return min(palette, key=lambda n: sum((a - b) ** 2 for a, b in zip(palette[n], rgb, strict=True)))
+
+
+# --------------------------------------------------------------------------- teaching figures
+
+
+def modality_panel(case, z: int, labels: NDArray | None) -> list[tuple[str, NDArray[np.uint8]]]:
+    """Every modality at one axial slice, plus the combined coloured label map (seed Figure 1)."""
+    panel = []
+    for name, volume in case.images.items():
+        low, high = intensity_window(volume)
+        panel.append((name.upper(), gray_rgb(window_to_uint8(display_slice(volume, "axial", z), low, high))))
+    if labels is not None:
+        black = np.zeros(display_slice(labels, "axial", z).shape, np.uint8)
+        panel.append(("labels", overlay_labels(black, display_slice(labels, "axial", z), opacity=1.0)))
+    return panel
+
+
+def label_breakdown(labels: NDArray, z: int) -> list[tuple[str, NDArray[np.uint8]]]:
+    """The label map split into its classes and the BraTS regions WT, TC, ET (seed Figure 2)."""
+    cut = display_slice(labels, "axial", z)
+    parts = {
+        "background (0)": cut == 0,
+        "NCR/NET (1)": cut == 1,
+        "edema (2)": cut == 2,
+        "enhancing (4)": cut == 4,
+        "WT = 1+2+4": np.isin(cut, (1, 2, 4)),
+        "TC = 1+4": np.isin(cut, (1, 4)),
+        "ET = 4": cut == 4,
+    }
+    return [(name, gray_rgb((mask * 255).astype(np.uint8))) for name, mask in parts.items()]
+
+
+def split_figure(split: Mapping[str, Sequence[str]], grades: Mapping[str, str]) -> go.Figure:
+    """Stacked bars of HGG/LGG patients per split (seed Figure 3)."""
+    fig = go.Figure()
+    for grade, color in (("HGG", "#e63946"), ("LGG", "#1f6feb")):
+        counts = [sum(grades.get(c) == grade for c in split[part]) for part in ("train", "val", "test")]
+        fig.add_trace(go.Bar(x=["train", "validation", "test"], y=counts, name=grade, marker_color=color, text=counts))
+    fig.update_layout(barmode="stack", yaxis_title="patients", height=320, margin={"t": 10})
+    return fig
+
+
+def preprocessing_panel(
+    case, z: int, config
+) -> tuple[list[tuple[str, NDArray[np.uint8]]], list[tuple[str, NDArray[np.uint8]]]]:
+    """One slice before and after z-score and resizing, and the 4 one-hot label channels (seed Figure 4)."""
+    from neuroinsight.preprocessing import one_hot, prepare_label, prepare_volume
+
+    prepared = prepare_volume(case.images, config)
+    before = []
+    for index, name in enumerate(config.modalities):
+        raw = display_slice(case.images[name], "axial", z)
+        before.append((f"{name.upper()} raw {raw.shape[0]}x{raw.shape[1]}", gray_rgb(window_to_uint8(raw))))
+        net = prepared.slices[z, :, :, index]
+        # The network's input is a slice of the canonical array; orient it like the others.
+        shown = display_slice(net[..., None], "axial", 0)
+        before.append(
+            (f"{name.upper()} z-scored {net.shape[0]}x{net.shape[1]}", gray_rgb(window_to_uint8(shown, -2.5, 4.0)))
+        )
+    channels = []
+    if case.label is not None:
+        classes = prepare_label(case.label, prepared, config.image_size)[z]
+        hot = one_hot(classes)
+        names = ("0 background", "1 NCR/NET", "2 edema", "3 enhancing (was 4)")
+        for k, name in enumerate(names):
+            channel = display_slice(hot[..., k][..., None], "axial", 0)
+            channels.append((f"one-hot channel {name}", gray_rgb((channel * 255).astype(np.uint8))))
+    return before, channels
+
+
+def history_figure(history: Mapping[str, Sequence[float]], keys: Sequence[str], title: str) -> go.Figure:
+    """Training curves per epoch for the given log columns."""
+    fig = go.Figure()
+    for key in keys:
+        if key in history:
+            fig.add_trace(go.Scatter(x=list(history["epoch"]), y=list(history[key]), mode="lines+markers", name=key))
+    fig.update_layout(xaxis_title="epoch", yaxis_title=title, height=320, margin={"t": 10})
+    return fig
+
+
+def architecture_figure(rows: Sequence[Mapping[str, object]]) -> go.Figure:
+    """A U-shaped diagram of the network: encoder down, decoder up, one box per block."""
+    blocks = [
+        r for r in rows if str(r["layer"]).endswith(("_conv2", "probabilities")) or str(r["type"]) == "AttentionGate"
+    ]
+    xs, ys, texts = [], [], []
+    for i, row in enumerate(blocks):
+        name = str(row["layer"])
+        level = next((int(ch) for ch in name if ch.isdigit()), 4 if name.startswith("bottleneck") else 1)
+        xs.append(i)
+        ys.append(-level if not name.startswith("probabilities") else -1)
+        texts.append(f"{name}<br>{row['output shape']}<br>{row['parameters']:,} params")
+    fig = go.Figure(
+        go.Scatter(
+            x=xs,
+            y=ys,
+            mode="markers+text",
+            text=texts,
+            textposition="top center",
+            marker={"size": 26, "symbol": "square", "color": "#1f6feb"},
+            line={"color": "#9aa"},
+        )
+    )
+    fig.add_trace(go.Scatter(x=xs, y=ys, mode="lines", line={"color": "#9aa"}, hoverinfo="skip"))
+    fig.update_layout(
+        showlegend=False,
+        height=460,
+        margin={"t": 30, "l": 10, "r": 10, "b": 10},
+        xaxis={"visible": False},
+        yaxis={"visible": False, "range": [-4.8, -0.2]},
+    )
+    return fig

@@ -154,8 +154,13 @@ def test_demo_case_through_every_page(server, browser, tmp_path):
     _no_exception(page)
     page.screenshot(path=shots / "report.png", full_page=True)
 
+    _open(page, "Learn")
+    page.get_by_text("How the shipped model was trained").wait_for(timeout=120_000)
+    _no_exception(page)
+    page.screenshot(path=shots / "learn.png", full_page=True)
+
     _open(page, "About")
     page.get_by_text("How to cite").wait_for()
     _no_exception(page)
     page.screenshot(path=shots / "about.png", full_page=True)
-    assert len(list(shots.glob("*.png"))) == 6
+    assert len(list(shots.glob("*.png"))) == 7

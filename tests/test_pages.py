@@ -95,3 +95,14 @@ def test_upload_bad_then_good(phantom_dir):
     assert not at.exception and not at.error
     assert at.session_state["result"].case.case_id == "phantom_1"
     assert at.session_state["result"].case.modalities == io.MODALITIES
+
+
+def test_learn_page_with_a_case_shows_every_figure(demo_session):
+    at = _with_result("pages/5_Learn.py", demo_session)
+    assert not at.exception
+    headers = [h.value for h in at.subheader]
+    for part in ("modalities", "labels", "split", "Preprocessing", "model", "trained"):
+        assert any(part.lower() in h.lower() for h in headers), (part, headers)
+    captions = " ".join(c.value for c in at.caption)
+    assert "Segment a case" not in captions  # the attention gates are shown
+    assert len(at.get("image")) >= 5 + 7 + 4 + 4 + 3  # modalities, breakdown, preprocessing, one-hot, gates

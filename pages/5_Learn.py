@@ -1,0 +1,110 @@
+"""Learn: the seed's figures rebuilt live from data, the model explained, and its training history."""
+
+from __future__ import annotations
+
+import pandas as pd
+import streamlit as st
+
+from neuroinsight import io, ui, viz
+from neuroinsight.data import split_cases
+from neuroinsight.inference import read_model_info
+from neuroinsight.model import layer_table
+from neuroinsight.preprocessing import SEED_PREPROCESS
+from neuroinsight.training import read_history
+
+
+def show(images: list, columns: int = 5) -> None:
+    """Images in rows of ``columns`` with captions."""
+    for start in range(0, len(images), columns):
+        for column, (caption, rgb) in zip(st.columns(columns), images[start : start + columns], strict=False):
+            column.image(rgb, caption=caption, width="stretch")
+
+
+ui.page_header("Learn", ":material/school:")
+result = ui.current_result()
+case = result.case if result is not None else ui.demo_case()
+labels = case.label if case.label is not None else (result.segmentation.labels if result else None)
+st.caption(f"Case: **{case.case_id}**" + ("" if result else " (the built-in demo; load another on the Upload page)"))
+z = st.slider(
+    "Axial slice",
+    0,
+    case.shape[2] - 1,
+    viz.largest_tumor_slice(labels if labels is not None else case.images["flair"] > 0),
+)
+
+st.subheader("1. Four MRI modalities per patient")
+st.markdown(
+    "**T1** shows anatomy; **T1ce** (after gadolinium) makes the *enhancing rim* of an aggressive tumor bright; "
+    "**T2** and **FLAIR** show water: *edema* around the tumor is bright, and FLAIR darkens the CSF so edema "
+    "stands out."
+)
+show(viz.modality_panel(case, z, labels))
+
+if labels is not None:
+    st.subheader("2. Ground-truth labels and the BraTS regions")
+    st.markdown(
+        "Labels: 1 necrotic / non-enhancing core, 2 edema, 4 enhancing tumor. Methods are scored on nested regions: "
+        "whole tumor **WT** = 1+2+4, tumor core **TC** = 1+4, enhancing tumor **ET** = 4."
+    )
+    show(viz.label_breakdown(labels, z), columns=7)
+
+st.subheader("3. Stratified split by patient")
+grades = io.read_grades(ui.settings().data_dir)
+if len(grades) >= 4:
+    split = split_cases(grades)
+    st.markdown("Whole patients go to train, validation or test, keeping the HGG/LGG mix (the split training uses).")
+    st.plotly_chart(viz.split_figure(split, grades), key="split")
+else:
+    st.info(f"No graded data folder at {ui.settings().data_dir} (set NEUROINSIGHT_DATA); the split needs grades.csv.")
+
+st.subheader("4. Preprocessing and one-hot labels (the seed's generator)")
+st.markdown(
+    "The seed z-scores each volume (mean 0, standard deviation 1), resizes slices to 128x128 and stacks T1ce and "
+    "FLAIR as two channels; labels map 4 -> 3 and become 4 one-hot channels."
+)
+before, channels = viz.preprocessing_panel(case, z, SEED_PREPROCESS)
+show(before, columns=4)
+if channels:
+    show(channels, columns=4)
+
+st.subheader("5. The model")
+model_path = ui.settings().models_dir / "attention_unet.keras"
+if model_path.exists():
+    segmenter = ui.get_segmenter(str(model_path))
+    rows = layer_table(segmenter.model)
+    st.markdown(
+        f"Attention-UNet, {sum(int(r['parameters']) for r in rows):,} parameters. Each skip connection passes an "
+        "**attention gate** that weights encoder features by where the coarser decoder features point (Oktay 2018)."
+    )
+    st.plotly_chart(viz.architecture_figure(rows), key="architecture")
+    with st.expander("Every layer"):
+        st.dataframe(pd.DataFrame(rows), hide_index=True)
+    if result is not None and result.segmentation.attention:
+        st.markdown("Attention coefficients of each gate on this slice (blue 0, red 1):")
+        flair_low, flair_high = result.display_window("flair")
+        gray = viz.window_to_uint8(viz.display_slice(case.images["flair"], "axial", z), flair_low, flair_high)
+        gates = []
+        for level in sorted(result.segmentation.attention):
+            alpha = viz.display_slice(result.segmentation.attention_slice(level, z)[..., None], "axial", 0)
+            gates.append((f"gate {level}", viz.heat_overlay(gray, alpha)))
+        show(gates, columns=3)
+    else:
+        st.caption("Segment a case (Upload page) to see where each attention gate looks.")
+
+    st.subheader("6. How the shipped model was trained")
+    history = read_history(model_path.with_suffix(".log.csv"))
+    info = read_model_info(model_path)
+    if history:
+        left, right = st.columns(2)
+        left.plotly_chart(viz.history_figure(history, ["loss", "val_loss"], "loss"), key="loss")
+        right.plotly_chart(
+            viz.history_figure(history, ["val_dice_wt", "val_dice_tc", "val_dice_et", "val_dice_regions"], "Dice"),
+            key="dice",
+        )
+    tested = info.get("test_metrics", {})
+    if tested:
+        st.markdown(
+            "Held-out test patients: " + ", ".join(f"{k} Dice {v:.3f}" for k, v in tested.get("dice", {}).items())
+        )
+else:
+    st.info("No model in the models folder; train one with `python -m neuroinsight train`.")
