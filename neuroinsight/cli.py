@@ -115,6 +115,9 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--augment", choices=("none", "flips", "robust"), help="augmentation preset")
     p.add_argument("--seed", type=int, help="random seed (default 0)")
     p.add_argument("--patience", type=int, help="early-stopping patience in epochs (default 8)")
+    p.add_argument(
+        "--select", choices=("best", "last"), help="keep the best-validation epoch or the last (default best)"
+    )
     p.add_argument("--steps-per-epoch", type=int, help="cap on steps per epoch (smoke runs)")
     p.add_argument("--split-seed", type=int, default=0, help="seed of the stratified patient split (default 0)")
     p.add_argument("--n-val", type=int, default=1, help="validation patients (default 1)")
@@ -144,6 +147,7 @@ def _run_train(args: argparse.Namespace) -> int:
         "augment": args.augment,
         "seed": args.seed,
         "patience": args.patience,
+        "select": args.select,
         "steps_per_epoch": args.steps_per_epoch,
     }
     config = replace(config, **{k: v for k, v in overrides.items() if v is not None})
@@ -273,6 +277,7 @@ def _add_evaluate(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", type=Path, help="CSV with one row per case and region")
     p.add_argument("--cases", nargs="+", help="only these case ids")
     p.add_argument("--labels-out", type=Path, help="folder to write predicted label maps into")
+    p.add_argument("--record", action="store_true", help="store the means as test metrics in the model's JSON")
     _add_model_args(p)
     p.set_defaults(run=_run_evaluate)
 
@@ -307,8 +312,30 @@ def _run_evaluate(args: argparse.Namespace) -> int:
         for metric, stats in metrics.items():
             print(f"{region:<6} {metric:<15} {stats['mean']:9.3f} {stats['median']:9.3f} {stats['std']:9.3f}")
     dice = {r: summary[r]["dice"]["mean"] for r in ("WT", "TC", "ET")}
+    if args.record:
+        _record_test_metrics(args, rows, summary)
     print(f"Dice WT {dice['WT']:.3f} TC {dice['TC']:.3f} ET {dice['ET']:.3f}")
     return 0
+
+
+def _record_test_metrics(args: argparse.Namespace, rows: list[dict], summary: dict) -> None:
+    """Write the evaluation's means into the JSON beside the one model that produced them."""
+    import json
+
+    models = {str(r["model"]) for r in rows}
+    if len(models) != 1 or args.model is None:
+        raise InputError("--record needs one model given with --model.")
+    sidecar = Path(args.model).with_suffix(".json")
+    info = json.loads(sidecar.read_text()) if sidecar.exists() else {}
+    info["test_metrics"] = {
+        "cases": sorted({str(r["case"]) for r in rows}),
+        "dice": {r: round(summary[r]["dice"]["mean"], 4) for r in ("WT", "TC", "ET")},
+        "hd95_mm": {r: round(summary[r]["hd95_mm"]["mean"], 2) for r in ("WT", "TC", "ET")},
+        "postprocess": _postprocess_of(args).__dict__,
+        "precision": args.precision or "mixed_bfloat16",
+        "command": "python -m neuroinsight " + " ".join(sys.argv[1:]),
+    }
+    sidecar.write_text(json.dumps(info, indent=2, sort_keys=True))
 
 
 # --------------------------------------------------------------------------- report

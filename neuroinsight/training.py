@@ -63,6 +63,11 @@ class TrainConfig:
         augment: Name of an augmentation preset (``none``, ``flips``, ``robust``).
         seed: Seeds weights, data order and augmentation.
         patience: Early-stopping patience in epochs (learning rate halves after half of it).
+        select: ``"best"`` keeps the epoch with the best validation score (early stopping and
+            learning-rate reduction on plateau); ``"last"`` trains all epochs under a cosine
+            learning-rate decay and keeps the final weights (the best-validation epoch is
+            still saved as ``NAME.best.keras``). With one or two validation patients the
+            validation score swings by tenths between epochs, so ``last`` is the steadier choice.
         steps_per_epoch: Limit on steps per epoch (None: the whole training set).
     """
 
@@ -77,6 +82,7 @@ class TrainConfig:
     augment: str = "none"
     seed: int = 0
     patience: int = 8
+    select: str = "best"
     steps_per_epoch: int | None = None
 
     def __post_init__(self) -> None:
@@ -84,6 +90,8 @@ class TrainConfig:
             raise InputError(f"precision must be one of {PRECISIONS}, got {self.precision!r}.")
         if self.loss not in LOSSES:
             raise InputError(f"loss must be one of {LOSSES}, got {self.loss!r}.")
+        if self.select not in ("best", "last"):
+            raise InputError(f"select must be best or last, got {self.select!r}.")
         if self.augment not in PRESETS:
             raise InputError(f"augment must be one of {tuple(PRESETS)}, got {self.augment!r}.")
         if self.epochs < 1 or self.batch_size < 1 or self.learning_rate <= 0:
@@ -288,23 +296,31 @@ def train(
     common = {"config": config.preprocess, "batch_size": config.batch_size, "cache_dir": cache_dir}
     train_data = SliceDataset(train_dirs, shuffle=True, augment=config.augmentation, seed=config.seed, **common)
     val_data = SliceDataset(val_dirs, shuffle=False, seed=config.seed, **common)
+    learning_rate: float | keras.optimizers.schedules.LearningRateSchedule = config.learning_rate
+    if config.select == "last":
+        steps = config.epochs * (config.steps_per_epoch or len(train_data))
+        learning_rate = keras.optimizers.schedules.CosineDecay(config.learning_rate, steps, alpha=0.05)
     with distribution_strategy(strategy).scope():
         model = build_attention_unet(config.model, dtype_policy=config.precision)
         model.compile(
-            optimizer=keras.optimizers.Adam(config.learning_rate),
+            optimizer=keras.optimizers.Adam(learning_rate),
             loss=ce_dice_loss if config.loss == "ce_dice" else "categorical_crossentropy",
             metrics=training_metrics(),
         )
     monitor = "val_dice_regions"
+    best = out if config.select == "best" else out.with_suffix(".best.keras")
     callbacks: list[keras.callbacks.Callback] = [
         keras.callbacks.BackupAndRestore(str(backup), save_freq="epoch", delete_checkpoint=True),
-        keras.callbacks.ModelCheckpoint(str(out), monitor=monitor, mode="max", save_best_only=True),
-        keras.callbacks.EarlyStopping(monitor=monitor, mode="max", patience=config.patience),
-        keras.callbacks.ReduceLROnPlateau(
-            monitor=monitor, mode="max", factor=0.5, patience=max(config.patience // 2, 1)
-        ),
+        keras.callbacks.ModelCheckpoint(str(best), monitor=monitor, mode="max", save_best_only=True),
         keras.callbacks.CSVLogger(str(log_path), append=True),
     ]
+    if config.select == "best":
+        callbacks += [
+            keras.callbacks.EarlyStopping(monitor=monitor, mode="max", patience=config.patience),
+            keras.callbacks.ReduceLROnPlateau(
+                monitor=monitor, mode="max", factor=0.5, patience=max(config.patience // 2, 1)
+            ),
+        ]
     if progress is not None:
         callbacks.append(_ProgressCallback(progress, config.epochs))
     started = time.perf_counter()
@@ -317,10 +333,12 @@ def train(
         verbose=verbose,
     )
     seconds = time.perf_counter() - started
-    if not out.exists():  # every epoch was restored from backup: save what we have
+    if config.select == "last" or not out.exists():  # (or every epoch was restored from backup)
         model.save(str(out))
     # Ship weights only: the optimizer state would double the file for no use at inference.
-    load_model(out).save(str(out))
+    for path in {out, best}:
+        if path.exists():
+            load_model(path).save(str(path))
     info = {
         "model": config.model.to_dict(),
         "preprocess": config.preprocess.to_dict(),

@@ -86,10 +86,12 @@ def test_training_lowers_the_loss_and_resumes(phantom_data_dir, tmp_path):
         augment="flips",
     )
     out = tmp_path / "m.keras"
-    result = train(config, dirs[:4], dirs[4:5], out, cache_dir=tmp_path / "cache", verbose=0)
+    last = TrainConfig(**{**config.__dict__, "select": "last"})
+    result = train(last, dirs[:4], dirs[4:5], out, cache_dir=tmp_path / "cache", verbose=0)
     losses = result.history["loss"]
     assert losses[-1] < losses[0]
     assert out.exists() and json.loads(out.with_suffix(".json").read_text())["epochs_run"] == 3
+    assert out.with_suffix(".best.keras").exists()  # the best-validation epoch is kept beside it
     log_rows = out.with_suffix(".log.csv").read_text().strip().splitlines()
     assert len(log_rows) == 1 + 3 and "val_dice_regions" in log_rows[0]
 
