@@ -412,6 +412,65 @@ def _run_fit_grader(args: argparse.Namespace) -> int:
     return 0
 
 
+# --------------------------------------------------------------------------- crossval
+
+
+def _add_crossval(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("crossval", help="patient-level cross-validation of training presets")
+    p.add_argument("--data", dest="data_dir", type=Path, help="BraTS data folder [default: NEUROINSIGHT_DATA]")
+    p.add_argument("--presets", nargs="+", default=["seed", "improved", "four"], help="presets to compare")
+    p.add_argument("--folds", type=int, default=4, help="number of folds (default 4)")
+    p.add_argument("--only-folds", type=int, nargs="+", help="run only these folds (parallel runs)")
+    p.add_argument("--epochs", type=int, help="epochs per run (preset default otherwise)")
+    p.add_argument("--batch-size", type=int, default=16, help="slices per step (default 16)")
+    p.add_argument("--precision", default="mixed_bfloat16", help="training and inference precision")
+    p.add_argument("--select", choices=("best", "last"), default="last", help="epoch kept per run (default last)")
+    p.add_argument("--seed", type=int, default=0, help="fold and training seed (default 0)")
+    p.add_argument("--work", type=Path, default=Path("runs/crossval"), help="folder for the fold models")
+    p.add_argument("--out", type=Path, required=True, help="CSV with one row per preset, post, fold, case, region")
+    p.set_defaults(run=_run_crossval)
+
+
+def _run_crossval(args: argparse.Namespace) -> int:
+    from neuroinsight.crossval import run_crossval
+    from neuroinsight.inference import NO_POSTPROCESS, PostprocessConfig
+    from neuroinsight.metrics import summarise
+    from neuroinsight.pipeline import rows_to_csv
+
+    settings = _settings(args)
+    overrides = {"batch_size": args.batch_size, "precision": args.precision, "select": args.select}
+    if args.epochs:
+        overrides["epochs"] = args.epochs
+    posts = {"none": NO_POSTPROCESS, "largest": PostprocessConfig(largest_component_only=True)}
+    rows = run_crossval(
+        settings.data_dir,
+        args.presets,
+        args.work,
+        n_folds=args.folds,
+        seed=args.seed,
+        overrides=overrides,
+        posts=posts,
+        precision=args.precision,
+        cache_dir=settings.cache_dir,
+        folds=args.only_folds,
+        progress=print,
+    )
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    columns = ["preset", "post", "fold"]
+    text = rows_to_csv(rows, extra_columns=columns)
+    args.out.write_text(text)
+    for preset in args.presets:
+        for post in posts:
+            summary = summarise(r for r in rows if r["preset"] == preset and r["post"] == post)
+            cells = "  ".join(
+                f"{region} Dice {summary[region]['dice']['mean']:.3f}±{summary[region]['dice']['std']:.3f} "
+                f"HD95 {summary[region]['hd95_mm']['mean']:.1f}±{summary[region]['hd95_mm']['std']:.1f}"
+                for region in ("WT", "TC", "ET")
+            )
+            print(f"{preset:<9} {post:<8} {cells}")
+    return 0
+
+
 # --------------------------------------------------------------------------- bench
 
 
@@ -448,6 +507,7 @@ COMMANDS = (
     _add_evaluate,
     _add_report,
     _add_fit_grader,
+    _add_crossval,
     _add_bench,
 )
 

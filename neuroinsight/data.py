@@ -20,6 +20,7 @@ import hashlib
 import json
 import logging
 import math
+import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -87,9 +88,10 @@ def cached_training_slices(case_dir: Path, config: PreprocessConfig, cache_dir: 
     if not (image_path.exists() and class_path.exists()):
         cache_dir.mkdir(parents=True, exist_ok=True)
         fresh = load_training_slices(case_dir, config)
-        # Write to a temporary name first so a killed run never leaves half a cache file.
+        # Write to a temporary name first so a killed run never leaves half a cache file, and
+        # make it unique so parallel runs filling the same cache never write into one file.
         for path, array in ((image_path, fresh.images.astype(np.float16)), (class_path, fresh.classes)):
-            tmp = path.with_suffix(".tmp.npy")
+            tmp = path.with_suffix(f".{os.getpid()}.tmp.npy")
             np.save(tmp, array)
             tmp.replace(path)
     return CaseSlices(case_dir.name, np.load(image_path, mmap_mode="r"), np.load(class_path, mmap_mode="r"))
@@ -176,7 +178,10 @@ class SliceDataset(_PyDataset):
 
 def _allocate(total: int, sizes: Mapping[str, int], minimum: Mapping[str, int]) -> dict[str, int]:
     """Share ``total`` patients over groups in proportion to their sizes, with per-group minimums."""
-    alloc = {g: min(minimum.get(g, 0), sizes[g]) for g in sizes}
+    alloc = dict.fromkeys(sizes, 0)
+    for g in sorted(minimum, key=lambda g: -sizes.get(g, 0)):  # minimums never exceed the total
+        if sum(alloc.values()) < total:
+            alloc[g] = min(minimum[g], sizes[g])
     n_all = sum(sizes.values())
     while sum(alloc.values()) < total:
         open_groups = [g for g in sizes if alloc[g] < sizes[g]]

@@ -12,7 +12,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from neuroinsight import io, viz
+from neuroinsight import io
 from neuroinsight.grading import GradeModel, grade_features
 from neuroinsight.inference import NO_POSTPROCESS, PostprocessConfig, Segmentation, Segmenter
 from neuroinsight.metrics import METRIC_NAMES, RegionScores, region_volumes_ml, score_case
@@ -42,6 +42,8 @@ class CaseResult:
     def display_window(self, modality: str) -> tuple[float, float]:
         """Intensity window of a modality for display, computed once per case."""
         if modality not in self._windows:
+            from neuroinsight import viz  # plotting stack only where something is shown
+
             self._windows[modality] = viz.intensity_window(self.case.images[modality])
         return self._windows[modality]
 
@@ -77,10 +79,10 @@ def score_rows(case_id: str, scores: dict[str, RegionScores], model: str) -> lis
     return [{"case": case_id, "model": model, "region": region, **s.to_dict()} for region, s in scores.items()]
 
 
-def rows_to_csv(rows: Sequence[dict[str, object]]) -> str:
-    """Metric rows as CSV text (header: case, model, region, metrics)."""
+def rows_to_csv(rows: Sequence[dict[str, object]], extra_columns: Sequence[str] = ()) -> str:
+    """Metric rows as CSV text (header: extra columns, case, model, region, metrics)."""
     buffer = _io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=["case", "model", "region", *METRIC_NAMES])
+    writer = csv.DictWriter(buffer, fieldnames=[*extra_columns, "case", "model", "region", *METRIC_NAMES])
     writer.writeheader()
     for row in rows:
         writer.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in row.items()})

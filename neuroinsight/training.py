@@ -22,6 +22,7 @@ machine.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import platform
@@ -235,16 +236,24 @@ def training_metrics() -> list[keras.metrics.Metric]:
 # --------------------------------------------------------------------------- the run
 
 
-def distribution_strategy(name: str = "auto"):
-    """``MirroredStrategy`` when asked or when several GPUs are visible, else the default strategy."""
+def distribution_scope(name: str = "auto"):
+    """The scope to build and compile a model in.
+
+    ``MirroredStrategy`` when asked or when several GPUs are visible, else the default
+    strategy. Under another Keras backend (JAX, PyTorch) there is no strategy: one device.
+    """
+    if keras.backend.backend() != "tensorflow":
+        if name == "mirrored":
+            raise InputError("--strategy mirrored needs the TensorFlow backend (KERAS_BACKEND=tensorflow).")
+        return contextlib.nullcontext()
     import tensorflow as tf
 
     gpus = tf.config.list_physical_devices("GPU")
     if name == "mirrored" or (name == "auto" and len(gpus) > 1):
-        return tf.distribute.MirroredStrategy()
+        return tf.distribute.MirroredStrategy().scope()
     if name not in ("auto", "none", "mirrored"):
         raise InputError(f"strategy must be auto, none or mirrored, got {name!r}.")
-    return tf.distribute.get_strategy()
+    return tf.distribute.get_strategy().scope()
 
 
 class _ProgressCallback(keras.callbacks.Callback):
@@ -300,7 +309,7 @@ def train(
     if config.select == "last":
         steps = config.epochs * (config.steps_per_epoch or len(train_data))
         learning_rate = keras.optimizers.schedules.CosineDecay(config.learning_rate, steps, alpha=0.05)
-    with distribution_strategy(strategy).scope():
+    with distribution_scope(strategy):
         model = build_attention_unet(config.model, dtype_policy=config.precision)
         model.compile(
             optimizer=keras.optimizers.Adam(learning_rate),

@@ -85,3 +85,11 @@ def test_bad_split_requests_raise():
         stratified_split({"a": "HGG", "b": "HGG"}, n_val=1, n_test=1)
     with pytest.raises(InputError):
         split_cases({"a": "HGG"}, n_folds=4)
+
+
+def test_inner_split_of_a_fold_keeps_every_non_test_patient():
+    grades = {f"h{i}": "HGG" for i in range(10)} | {"l0": "LGG", "l1": "LGG"}
+    for k in range(4):
+        split = split_cases(grades, n_folds=4, fold=k)
+        assert len(split["val"]) == 1
+        assert len(split["train"]) + len(split["val"]) + len(split["test"]) == len(grades)

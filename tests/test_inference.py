@@ -9,7 +9,7 @@ import pytest
 from neuroinsight import io
 from neuroinsight.errors import InputError
 from neuroinsight.inference import PostprocessConfig, Segmenter, choose_model, postprocess
-from tests.conftest import small_case
+from tests.conftest import REPO, small_case
 
 
 @pytest.fixture(scope="module")
@@ -84,3 +84,16 @@ def test_model_choice_follows_modalities(tmp_path):
     assert choose_model(tmp_path, ("t1", "t1ce", "flair")).name == "attention_unet.keras"
     with pytest.raises(InputError):
         choose_model(tmp_path, ("t1", "t2"))
+
+
+@pytest.mark.parametrize(("name", "channels"), [("attention_unet.keras", 2), ("attention_unet_4mod.keras", 4)])
+def test_shipped_models_load_in_safe_mode(name, channels):
+    from neuroinsight.inference import read_model_info
+    from neuroinsight.model import load_model
+
+    path = REPO / "models" / name
+    model = load_model(path)  # safe_mode=True: no arbitrary code runs on load
+    assert model.input_shape == (None, 128, 128, channels)
+    info = read_model_info(path)
+    assert len(info["preprocess"]["modalities"]) == channels
+    assert choose_model(REPO / "models", tuple(info["preprocess"]["modalities"])) == path

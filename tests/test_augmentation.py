@@ -1,0 +1,79 @@
+"""Every augmentation keeps labels aligned with the images (a phantom's tumor stays where its labels are)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from neuroinsight import augmentation as aug
+from neuroinsight.preprocessing import DEFAULT_PREPROCESS, prepare_label, prepare_volume
+from tests.conftest import small_case
+
+
+@pytest.fixture(scope="module")
+def slice_pair():
+    """A FLAIR+T1ce slice through a phantom tumor and its classes (FLAIR is bright exactly on the tumor)."""
+    case = small_case(seed=5, tumor_radius_mm=12.0)
+    prepared = prepare_volume(case.images, DEFAULT_PREPROCESS)
+    classes = prepare_label(case.label, prepared, DEFAULT_PREPROCESS.image_size)
+    z = int(np.argmax((classes > 0).sum(axis=(1, 2))))
+    return prepared.slices[z].copy(), classes[z].copy()
+
+
+def _alignment(images: np.ndarray, classes: np.ndarray) -> float:
+    """Dice between 'bright on FLAIR' and 'labelled tumor'."""
+    flair = images[..., 1]
+    brain = flair != 0
+    bright = flair > np.percentile(flair[brain], 90)
+    tumor = classes > 0
+    return 2 * (bright & tumor).sum() / (bright.sum() + tumor.sum())
+
+
+SINGLE = {
+    "flip": aug.AugmentConfig(flip_prob=1.0),
+    "rotate": aug.AugmentConfig(rotate_deg=15, prob=1.0),
+    "scale": aug.AugmentConfig(scale=0.15, prob=1.0),
+    "intensity scale/shift": aug.AugmentConfig(intensity_scale=0.3, intensity_shift=0.4, prob=1.0),
+    "gamma": aug.AugmentConfig(gamma=0.4, prob=1.0),
+    "bias field": aug.AugmentConfig(bias_field=0.3, prob=1.0),
+    "noise": aug.AugmentConfig(noise_std=0.1, prob=1.0),
+    "all (robust preset)": aug.ROBUST,
+}
+
+
+@pytest.mark.parametrize("name", list(SINGLE))
+def test_transform_keeps_labels_aligned(slice_pair, name):
+    images, classes = slice_pair
+    before = _alignment(images, classes)
+    assert before > 0.5  # the check can fail: FLAIR marks the tumor
+    rng = np.random.default_rng(1)
+    for _ in range(5):
+        out_images, out_classes = aug.augment_slice(images.copy(), classes.copy(), SINGLE[name], rng)
+        assert out_images.shape == images.shape and out_images.dtype == np.float32
+        assert set(np.unique(out_classes)) <= set(np.unique(classes))
+        assert _alignment(out_images, out_classes) > before - 0.15, name
+
+
+def test_misaligned_labels_are_detected(slice_pair):
+    images, classes = slice_pair
+    shifted = np.roll(classes, 20, axis=0)
+    assert _alignment(images, shifted) < _alignment(images, classes) - 0.3
+
+
+def test_geometric_transforms_move_images_and_labels_together(slice_pair):
+    images, classes = slice_pair
+    flipped_images, flipped_classes = aug.flip(images, classes)
+    np.testing.assert_array_equal(flipped_classes, classes[::-1])
+    np.testing.assert_array_equal(flipped_images, images[::-1])
+    rotated_images, rotated_classes = aug.rotate_scale(images, classes, 90.0, 1.0)
+    np.testing.assert_array_equal(rotated_classes[1:-1, 1:-1], np.rot90(classes)[1:-1, 1:-1])
+    assert rotated_images.shape == images.shape
+
+
+def test_intensity_transforms_leave_background_at_zero(slice_pair):
+    images, classes = slice_pair
+    background = ~np.any(images != 0, axis=-1)
+    out, _ = aug.augment_slice(
+        images, classes, aug.AugmentConfig(intensity_shift=0.5, noise_std=0.2, prob=1.0), np.random.default_rng(0)
+    )
+    assert (out[background] == 0).all()
