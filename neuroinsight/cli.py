@@ -184,7 +184,11 @@ def _add_model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--precision", choices=("float32", "mixed_bfloat16"), help="inference precision [default: mixed_bfloat16]"
     )
-    p.add_argument("--largest-component", action="store_true", help="keep only the largest tumor component")
+    p.add_argument(
+        "--all-components",
+        action="store_true",
+        help="keep every tumor component (default: only the largest, see the model card)",
+    )
     p.add_argument("--min-component-ml", type=float, default=0.0, help="drop tumor components below this volume (cm3)")
     p.add_argument("--min-et-ml", type=float, default=0.0, help="relabel ET below this total volume as NCR (cm3)")
 
@@ -210,7 +214,7 @@ def _postprocess_of(args: argparse.Namespace):
 
     return PostprocessConfig(
         min_component_ml=args.min_component_ml,
-        largest_component_only=args.largest_component,
+        largest_component_only=not args.all_components,
         min_enhancing_ml=args.min_et_ml,
     )
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from neuroinsight import io
 from neuroinsight.grading import GradeModel, grade_features
-from neuroinsight.inference import NO_POSTPROCESS, PostprocessConfig, Segmentation, Segmenter
+from neuroinsight.inference import DEFAULT_POSTPROCESS, PostprocessConfig, Segmentation, Segmenter
 from neuroinsight.metrics import METRIC_NAMES, RegionScores, region_volumes_ml, score_case
 
 
@@ -59,7 +59,7 @@ def analyse_case(
     grader: GradeModel | None = None,
     *,
     tta: bool = False,
-    post: PostprocessConfig = NO_POSTPROCESS,
+    post: PostprocessConfig = DEFAULT_POSTPROCESS,
     progress: Callable[[int, int], None] | None = None,
 ) -> CaseResult:
     """Segment a case, measure its volumes, estimate the grade and score it against ground truth."""
@@ -93,7 +93,7 @@ def evaluate_folder(
     case_dirs: Sequence[Path],
     segmenter_for: Callable[[io.Case], Segmenter],
     *,
-    post: PostprocessConfig = NO_POSTPROCESS,
+    post: PostprocessConfig = DEFAULT_POSTPROCESS,
     label_out: Path | None = None,
     progress: Callable[[int, int], None] | None = None,
 ) -> list[dict[str, object]]:
