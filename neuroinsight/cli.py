@@ -226,6 +226,19 @@ def _grader(settings: Settings):
     return load_grade_model(path) if path.exists() else None
 
 
+def _analyse_from_args(args: argparse.Namespace, *, tta: bool = False, progress=None):
+    """Load ``args.case``, pick its model and analyse it; return ``(result, grader)``."""
+    from neuroinsight import io
+    from neuroinsight.pipeline import analyse_case
+
+    settings = resolve_settings(home=args.home, models_dir=args.models_dir)
+    case = io.load_case(args.case)
+    grader = _grader(settings)
+    segmenter = _segmenter_factory(args)(case)
+    result = analyse_case(case, segmenter, grader, tta=tta, post=_postprocess_of(args), progress=progress)
+    return result, grader
+
+
 def _add_segment(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("segment", help="segment a case and write the label map on its own grid")
     p.add_argument("case", type=Path, help="BraTS case folder, .zip, or 4-D Decathlon NIfTI")
@@ -242,20 +255,10 @@ def _run_segment(args: argparse.Namespace) -> int:
 
     from neuroinsight import io
     from neuroinsight.grading import CAVEAT
-    from neuroinsight.pipeline import analyse_case
 
-    settings = resolve_settings(home=args.home, models_dir=args.models_dir)
-    case = io.load_case(args.case)
-    segmenter = _segmenter_factory(args)(case)
-    result = analyse_case(
-        case,
-        segmenter,
-        _grader(settings),
-        tta=args.tta or args.uncertainty is not None,
-        post=_postprocess_of(args),
-        progress=_text_progress(not args.no_progress),
-    )
-    seg = result.segmentation
+    tta = args.tta or args.uncertainty is not None
+    result, _ = _analyse_from_args(args, tta=tta, progress=_text_progress(not args.no_progress))
+    case, seg = result.case, result.segmentation
     io.save_label_map(seg.labels, case, args.out)
     if args.probabilities:
         io.save_volume(seg.probabilities.astype(np.float32), case, args.probabilities)
@@ -357,15 +360,9 @@ def _add_report(sub: argparse._SubParsersAction) -> None:
 def _run_report(args: argparse.Namespace) -> int:
     from datetime import datetime
 
-    from neuroinsight import io
-    from neuroinsight.pipeline import analyse_case
     from neuroinsight.report import build_pdf
 
-    settings = resolve_settings(home=args.home, models_dir=args.models_dir)
-    case = io.load_case(args.case)
-    segmenter = _segmenter_factory(args)(case)
-    grader = _grader(settings)
-    result = analyse_case(case, segmenter, grader, post=_postprocess_of(args))
+    result, grader = _analyse_from_args(args)
     created = datetime.fromisoformat(args.date) if args.date else None
     pdf = build_pdf(
         result,

@@ -32,6 +32,21 @@ def small_case(seed: int = 0, **kwargs) -> io.Case:
     return phantom.make_case(seed=seed, shape=SMALL_SHAPE, **kwargs)
 
 
+def ras_copy(folder: Path, target: Path) -> Path:
+    """Re-save every NIfTI of a case folder in RAS orientation (same data, other grid order)."""
+    import nibabel as nib
+
+    target.mkdir(parents=True, exist_ok=True)
+    for path in folder.glob("*.nii.gz"):
+        nib.save(nib.as_closest_canonical(nib.load(path)), target / path.name)
+    return target
+
+
+def tiny_model_args(model_path: Path) -> list[str]:
+    """CLI flags that run the tiny test model in float32."""
+    return ["--model", str(model_path), "--precision", "float32"]
+
+
 @pytest.fixture(scope="session")
 def home() -> Path:
     return _HOME

@@ -141,11 +141,6 @@ def test_demo_case_through_every_page(server, browser, tmp_path):
     _no_exception(page)
     page.screenshot(path=shots / "viewer.png", full_page=True)
 
-    _open(page, "Metrics")
-    page.get_by_text("Current case").wait_for()
-    _no_exception(page)
-    page.screenshot(path=shots / "metrics.png", full_page=True)
-
     _open(page, "Report")
     with page.expect_download(timeout=120_000) as download_info:
         page.get_by_role("button", name="Download the PDF report").click()
@@ -154,13 +149,13 @@ def test_demo_case_through_every_page(server, browser, tmp_path):
     _no_exception(page)
     page.screenshot(path=shots / "report.png", full_page=True)
 
-    _open(page, "Learn")
-    page.get_by_text("How the shipped model was trained").wait_for(timeout=120_000)
-    _no_exception(page)
-    page.screenshot(path=shots / "learn.png", full_page=True)
-
-    _open(page, "About")
-    page.get_by_text("How to cite").wait_for()
-    _no_exception(page)
-    page.screenshot(path=shots / "about.png", full_page=True)
+    for name, marker in (
+        ("Metrics", "Current case"),
+        ("Learn", "How the shipped model was trained"),
+        ("About", "How to cite"),
+    ):
+        _open(page, name)
+        page.get_by_text(marker).wait_for(timeout=120_000)
+        _no_exception(page)
+        page.screenshot(path=shots / f"{name.lower()}.png", full_page=True)
     assert len(list(shots.glob("*.png"))) == 7

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from neuroinsight.cli import main
+from tests.conftest import tiny_model_args
 
 
 def test_validate_prints_a_summary(phantom_dir, capsys):
@@ -39,10 +40,7 @@ def test_segment_and_evaluate_agree(phantom_data_dir, tiny_model_path, tmp_path,
             str(case_dir),
             "--out",
             str(out),
-            "--model",
-            str(tiny_model_path),
-            "--precision",
-            "float32",
+            *tiny_model_args(tiny_model_path),
             "--uncertainty",
             str(tmp_path / "u.nii.gz"),
         ]
@@ -66,10 +64,7 @@ def test_segment_and_evaluate_agree(phantom_data_dir, tiny_model_path, tmp_path,
             "ph1",
             "--out",
             str(csv_path),
-            "--model",
-            str(tiny_model_path),
-            "--precision",
-            "float32",
+            *tiny_model_args(tiny_model_path),
             "--labels-out",
             str(tmp_path / "pred"),
         ]
@@ -104,10 +99,7 @@ def test_report_command_writes_a_pdf(phantom_dir, tiny_model_path, tmp_path):
             str(phantom_dir),
             "--out",
             str(out),
-            "--model",
-            str(tiny_model_path),
-            "--precision",
-            "float32",
+            *tiny_model_args(tiny_model_path),
             "--date",
             "2026-01-02T03:04:05",
         ]

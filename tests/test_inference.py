@@ -9,7 +9,7 @@ import pytest
 from neuroinsight import io
 from neuroinsight.errors import InputError
 from neuroinsight.inference import PostprocessConfig, Segmenter, choose_model, postprocess
-from tests.conftest import REPO, small_case
+from tests.conftest import REPO, ras_copy, small_case
 
 
 @pytest.fixture(scope="module")
@@ -41,11 +41,7 @@ def test_slices_without_brain_are_background(segmenter):
 
 def test_ras_copy_gives_the_same_result_voxel_for_voxel(segmenter, phantom_dir, tmp_path):
     lps = io.load_case(phantom_dir)
-    ras_dir = tmp_path / "ras"
-    ras_dir.mkdir()
-    for path in phantom_dir.glob("*.nii.gz"):
-        nib.save(nib.as_closest_canonical(nib.load(path)), ras_dir / path.name)
-    ras = io.load_case(ras_dir)
+    ras = io.load_case(ras_copy(phantom_dir, tmp_path / "ras"))
     seg_lps, seg_ras = segmenter.segment(lps), segmenter.segment(ras)
     np.testing.assert_array_equal(seg_lps.labels, seg_ras.labels)
     # Written back, each matches its own input: the LPS file equals the RAS file flipped.

@@ -11,7 +11,7 @@ import pytest
 
 from neuroinsight import io
 from neuroinsight.errors import InputError
-from tests.conftest import small_case
+from tests.conftest import ras_copy, small_case
 
 
 @pytest.mark.parametrize(
@@ -48,11 +48,7 @@ def test_round_trip_keeps_geometry(phantom_dir, tmp_path):
 
 def test_ras_resaved_case_loads_to_same_canonical_arrays(phantom_dir, tmp_path):
     lps = io.load_case(phantom_dir)
-    ras_dir = tmp_path / "ras"
-    ras_dir.mkdir()
-    for path in phantom_dir.glob("*.nii.gz"):
-        nib.save(nib.as_closest_canonical(nib.load(path)), ras_dir / path.name)
-    ras = io.load_case(ras_dir)
+    ras = io.load_case(ras_copy(phantom_dir, tmp_path / "ras"))
     assert ras.source_orientation == "RAS"
     np.testing.assert_array_equal(ras.label, lps.label)
     np.testing.assert_allclose(ras.images["flair"], lps.images["flair"])

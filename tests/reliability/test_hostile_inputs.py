@@ -11,7 +11,7 @@ from streamlit.testing.v1 import AppTest
 
 from neuroinsight import io
 from neuroinsight.cli import main
-from tests.conftest import REPO
+from tests.conftest import REPO, tiny_model_args
 from tests.reliability.catalogue import CATALOGUE, Hostile, cli_target, upload_payload
 
 ERRORS = [h for h in CATALOGUE if h.outcome == "error"]
@@ -28,7 +28,7 @@ def test_cli_refuses_with_one_line(hostile: Hostile, command, tmp_path, tiny_mod
     target = cli_target(hostile.build(tmp_path))
     args = [command, str(target)]
     if command == "segment":
-        args += ["--out", str(tmp_path / "seg.nii.gz"), "--model", str(tiny_model_path)]
+        args += ["--out", str(tmp_path / "seg.nii.gz"), *tiny_model_args(tiny_model_path)]
     assert main(["--no-progress", *args]) == 2
     captured = capsys.readouterr()
     assert captured.err.startswith("error: ") and captured.err.count("\n") == 1, captured.err
@@ -49,10 +49,7 @@ def test_cli_accepts_and_writes_on_the_input_grid(hostile: Hostile, tmp_path, ti
             str(target),
             "--out",
             str(out),
-            "--model",
-            str(tiny_model_path),
-            "--precision",
-            "float32",
+            *tiny_model_args(tiny_model_path),
         ]
     )
     assert code == 0, capsys.readouterr().err
