@@ -37,7 +37,6 @@ from neuroinsight.preprocessing import (
     resize_plane,
     restore_probabilities,
     restore_window,
-    uncrop_probabilities,
 )
 
 logger = logging.getLogger(__name__)
@@ -80,8 +79,8 @@ class Segmentation:
 
     Attributes:
         labels: uint8 ``(X, Y, Z)``, BraTS labels ``{0, 1, 2, 4}``.
-        window_probabilities: float16 ``(x, y, Z, 4)`` class probabilities (classes 0..3) inside
-            the brain's crop window; :attr:`probabilities` gives the full grid.
+        network_probabilities: float32 ``(Z, S, S, 4)`` class probabilities (classes 0..3) at the
+            network's resolution; :attr:`probabilities` resamples them onto the full grid.
         brain: bool ``(X, Y, Z)`` brain mask.
         uncertainty: float16 ``(X, Y, Z)`` in [0, 1] with test-time augmentation, else None.
         model_name: File name of the model that ran.
@@ -90,7 +89,7 @@ class Segmentation:
     """
 
     labels: NDArray[np.uint8]
-    window_probabilities: NDArray[np.float16] = field(repr=False)
+    network_probabilities: NDArray[np.float32] = field(repr=False)
     brain: NDArray[np.bool_] = field(repr=False)
     model_name: str
     modalities: tuple[str, ...]
@@ -104,7 +103,7 @@ class Segmentation:
         """Class probabilities ``(X, Y, Z, 4)`` on the full canonical grid (built on demand)."""
         if self.prepared is None:
             raise RuntimeError("Segmentation was built without its PreparedVolume")
-        return uncrop_probabilities(self.window_probabilities.astype(np.float32), self.prepared)
+        return restore_probabilities(self.network_probabilities, self.prepared)
 
     def attention_slice(self, level: int, z: int) -> NDArray[np.float32]:
         """Attention coefficients of gate ``level`` (1 = finest) on axial slice ``z``, as ``(X, Y)``.
@@ -123,14 +122,15 @@ class Segmentation:
 def postprocess(labels: NDArray[np.uint8], config: PostprocessConfig, voxel_ml: float) -> NDArray[np.uint8]:
     """Apply :class:`PostprocessConfig` to a BraTS label map (returns a new array)."""
     labels = labels.copy()
-    if config.min_component_ml > 0 or config.largest_component_only:
-        components, count = ndimage.label(labels > 0)
-        if count:
-            sizes = ndimage.sum_labels(np.ones_like(labels), components, index=np.arange(1, count + 1))
-            keep = sizes * voxel_ml >= config.min_component_ml
-            if config.largest_component_only:
-                keep = np.arange(1, count + 1) == int(np.argmax(sizes)) + 1
-            labels[~np.concatenate([[True], keep])[components]] = 0
+    if (config.min_component_ml > 0 or config.largest_component_only) and labels.any():
+        box = ndimage.find_objects((labels > 0).astype(np.uint8))[0]  # label only where tumor is
+        part = labels[box]
+        components, count = ndimage.label(part > 0)
+        sizes = np.bincount(components.ravel(), minlength=count + 1)[1:]
+        keep = sizes * voxel_ml >= config.min_component_ml
+        if config.largest_component_only:
+            keep = np.arange(count) == int(np.argmax(sizes))
+        part[~np.concatenate([[True], keep])[components]] = 0
     if config.min_enhancing_ml > 0:
         enhancing = labels == 4
         if 0 < enhancing.sum() * voxel_ml < config.min_enhancing_ml:
@@ -248,7 +248,7 @@ class Segmenter:
             full_uncertainty = np.where(prepared.brain, restored, 0).astype(np.float16)
         return Segmentation(
             labels=labels,
-            window_probabilities=window.astype(np.float16),
+            network_probabilities=probs,
             brain=prepared.brain,
             model_name=self.name,
             modalities=self.preprocess.modalities,

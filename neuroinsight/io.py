@@ -28,6 +28,7 @@ import tempfile
 import zipfile
 import zlib
 from collections.abc import Iterable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -243,9 +244,10 @@ def check_nifti_file(path: Path, *, max_bytes: int = MAX_FILE_BYTES, ndim: Itera
     return image
 
 
-def _read_voxels(image: nib.Nifti1Image, name: str) -> NDArray[np.float32]:
+def _read_voxels(image: nib.Nifti1Image, name: str) -> NDArray:
+    """Voxel data as stored (scaled if the header says so), or InputError if unreadable."""
     try:
-        data = np.asarray(image.dataobj, dtype=np.float32)
+        data = np.asarray(image.dataobj)
     except (OSError, EOFError, ValueError, zlib.error) as err:
         raise InputError(
             f"{name}: the voxel data is truncated or corrupt ({err}). Re-export the file and upload it again."
@@ -255,29 +257,36 @@ def _read_voxels(image: nib.Nifti1Image, name: str) -> NDArray[np.float32]:
     return data
 
 
-def _check_intensities(data: NDArray[np.float32], name: str) -> None:
-    if not np.all(np.isfinite(data)):
+def _checked_intensities(data: NDArray, name: str) -> NDArray[np.float32]:
+    """Refuse non-finite or constant volumes; return float32 intensities."""
+    if data.dtype.kind == "f" and not np.all(np.isfinite(data)):  # integers are always finite
         n_bad = int(np.size(data) - np.count_nonzero(np.isfinite(data)))
         raise InputError(f"{name}: {n_bad} voxels are NaN or infinite. Replace them (e.g. with 0) and try again.")
-    if float(data.max()) == float(data.min()):
+    low, high = float(data.min()), float(data.max())
+    if low == high:
         raise InputError(
-            f"{name}: every voxel has the value {float(data.min()):g}; the volume carries no image. "
+            f"{name}: every voxel has the value {low:g}; the volume carries no image. "
             "Check that the right file was exported."
         )
+    return data.astype(np.float32, copy=False)
 
 
 def _check_labels(label: NDArray, name: str, allowed: Iterable[int]) -> NDArray[np.uint8]:
     allowed_set = set(allowed)
-    if not np.all(np.isfinite(label)) or not np.array_equal(label, np.round(label)):
+    if label.dtype.kind not in "iu" and (not np.all(np.isfinite(label)) or not np.array_equal(label, np.round(label))):
         raise InputError(f"{name}: a label map must hold whole numbers; found fractional or non-finite values.")
-    values = {int(v) for v in np.unique(label)}
+    low, high = int(label.min()), int(label.max())
+    if low >= 0 and high < 256:  # the usual case: count values without sorting the volume
+        values = set(np.nonzero(np.bincount(label.astype(np.uint8).ravel(), minlength=256))[0].tolist())
+    else:
+        values = {int(v) for v in np.unique(label)}
     extra = sorted(values - allowed_set)
     if extra:
         raise InputError(
             f"{name}: label values {extra} are not allowed; expected a subset of {sorted(allowed_set)} "
             "(BraTS: 0 background, 1 NCR/NET, 2 edema, 4 enhancing). Relabel the file."
         )
-    return label.astype(np.uint8)
+    return label.astype(np.uint8, copy=False)
 
 
 # --------------------------------------------------------------------------- loading
@@ -405,18 +414,19 @@ def load_files(paths: Iterable[Path], *, case_id: str | None = None, label_path:
                 f"than {AFFINE_TOLERANCE_MM} mm. Co-register the modalities before uploading."
             )
     source_affine = np.asarray(ref.affine, dtype=np.float64)
-    images: dict[str, NDArray[np.float32]] = {}
-    for key in MODALITIES:
-        if key in headers:
-            data = _read_voxels(headers[key], assigned[key].name)
-            _check_intensities(data, assigned[key].name)
-            images[key] = np.ascontiguousarray(to_canonical(data, source_affine))
+
+    def read(key: str) -> NDArray[np.float32]:
+        data = _checked_intensities(_read_voxels(headers[key], assigned[key].name), assigned[key].name)
+        return to_canonical(data, source_affine)  # a view: flips cost nothing
+
+    # Decompression releases the GIL, so the modalities are read in parallel.
+    keys = [k for k in MODALITIES if k in headers]
+    with ThreadPoolExecutor(max_workers=len(keys)) as pool:
+        images = dict(zip(keys, pool.map(read, keys), strict=True))
     label = None
     if "seg" in headers:
         raw = _read_voxels(headers["seg"], assigned["seg"].name)
-        label = np.ascontiguousarray(
-            to_canonical(_check_labels(raw, assigned["seg"].name, BRATS_LABELS), source_affine)
-        )
+        label = to_canonical(_check_labels(raw, assigned["seg"].name, BRATS_LABELS), source_affine)
     return Case(
         case_id=case_id or _case_id_from(assigned.values(), "case"),
         images=images,
@@ -451,9 +461,8 @@ def load_msd(path: Path, *, label_path: Path | None = None, case_id: str | None 
     data = _read_voxels(image, path.name)
     images: dict[str, NDArray[np.float32]] = {}
     for index, key in enumerate(MSD_MODALITY_ORDER):
-        volume = np.ascontiguousarray(data[..., index])
-        _check_intensities(volume, f"{path.name} ({key})")
-        images[key] = np.ascontiguousarray(to_canonical(volume, affine))
+        volume = _checked_intensities(np.ascontiguousarray(data[..., index]), f"{path.name} ({key})")
+        images[key] = to_canonical(volume, affine)
     images = {k: images[k] for k in MODALITIES}
     label = None
     if label_path is not None:

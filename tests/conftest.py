@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -11,6 +13,7 @@ import pytest
 
 # Isolate the history and caches of the whole test session before the package reads settings.
 _HOME = Path(tempfile.mkdtemp(prefix="neuroinsight-test-home-"))
+atexit.register(shutil.rmtree, _HOME, ignore_errors=True)
 os.environ["NEUROINSIGHT_HOME"] = str(_HOME)
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
