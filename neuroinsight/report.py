@@ -214,7 +214,8 @@ def build_pdf(
         f"{size}\u00d7{size}; probabilities resized back to the scan's own grid. "
         f"Trained on {len(model_info.get('train_cases', [])) or 'the shared'} BraTS 2018 cases. "
         f"Mean Dice on held-out test patients ({', '.join(tested.get('cases', [])) or 'see model card'}): {accuracy}. "
-        "Regions follow BraTS: WT = labels 1+2+4, TC = 1+4, ET = 4; HD95 in mm; sensitivity \u2265 0 and \u2264 1."
+        "Regions follow BraTS: WT = labels 1+2+4, TC = 1+4, ET = 4. Dice, IoU, sensitivity and specificity lie in "
+        "0 \u2264 x \u2264 1 (higher is better); HD95 is in mm (lower is better)."
     )
     return bytes(pdf.output())
 

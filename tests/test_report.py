@@ -98,3 +98,13 @@ def test_no_tumor_and_no_ground_truth_still_report(tiny_model_path, tmp_path):
     assert "No tumor was found" in text
     assert "No ground truth was provided" in text
     assert len(_pages(pdf, tmp_path)) >= 1
+
+
+@requires_poppler
+def test_report_with_only_t1ce_and_flair(tiny_model_path, tmp_path):
+    case = small_case(seed=6)
+    case.images = {m: case.images[m] for m in ("t1ce", "flair")}
+    result = analyse_case(case, Segmenter.from_path(tiny_model_path, precision="float32"))
+    text = _text(build_pdf(result, created=WHEN), tmp_path)
+    assert "Modalities provided: T1CE, FLAIR" in text
+    assert DISCLAIMER in text
