@@ -515,7 +515,10 @@ COMMANDS = (
 
 def build_parser() -> argparse.ArgumentParser:
     """The ``neuroinsight`` argument parser with every subcommand."""
-    parser = argparse.ArgumentParser(prog="python -m neuroinsight", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m neuroinsight",
+        description="NeuroInsight: brain-tumor segmentation on multi-modal MRI. User errors exit with code 2.",
+    )
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     parser.add_argument("--no-progress", action="store_true", help="no progress output")
     parser.add_argument(
