@@ -125,7 +125,7 @@ def make_case(
     source_affine = np.diag([-spacing[0], -spacing[1], spacing[2], 1.0])
     source_affine[:3, 3] = [0.0, (shape[1] - 1) * spacing[1], 0.0]
     header = nib.Nifti1Header()
-    header.set_data_shape(_source_shape(shape, source_affine))
+    header.set_data_shape(shape)  # the LPS affine only flips axes, so the shape is unchanged
     header.set_zooms(tuple(float(s) for s in spacing))
     header.set_sform(source_affine, code=1)
     header.set_qform(source_affine, code=1)
@@ -139,12 +139,6 @@ def make_case(
         label=label,
         source_files=["(synthetic phantom)"],
     )
-
-
-def _source_shape(shape: tuple[int, ...], affine: NDArray) -> tuple[int, ...]:
-    # Flips keep the shape; only axis permutations would change it, and this affine has none.
-    del affine
-    return shape
 
 
 def _template_dir():
