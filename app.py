@@ -6,7 +6,7 @@ import pandas as pd
 import streamlit as st
 
 from neuroinsight import history, ui
-from neuroinsight.inference import read_model_info
+from neuroinsight.inference import available_models, read_model_info
 
 ui.page_header("NeuroInsight", ":material/neurology:")
 st.markdown(
@@ -56,10 +56,9 @@ else:
     st.caption("No analyses yet. They appear here after the first segmentation.")
 
 st.subheader("The models")
-for path in sorted(ui.settings().models_dir.glob("attention_unet*.keras")):
-    info = read_model_info(path)
-    tested = info.get("test_metrics", {})
-    dice = ", ".join(f"{k} {v:.3f}" for k, v in tested.get("dice", {}).items()) or "not measured yet"
-    modalities = " + ".join(info.get("preprocess", {}).get("modalities", []))
-    st.markdown(f"- **{path.name}** ({modalities}): mean Dice on held-out test patients {dice}.")
+for path, modalities in available_models(ui.settings().models_dir):
+    dice = read_model_info(path).get("test_metrics", {}).get("dice", {})
+    measured = ", ".join(f"{r} {dice[r]:.3f}" for r in ("WT", "TC", "ET") if r in dice) or "not measured yet"
+    inputs = " + ".join(m.upper() for m in modalities)
+    st.markdown(f"- **{path.name}** ({inputs}): mean Dice on held-out test patients {measured}.")
 st.caption("Full details, data and measured numbers: models/MODEL_CARD.md and the About page.")

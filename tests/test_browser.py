@@ -116,6 +116,8 @@ def test_demo_case_through_every_page(server, browser, tmp_path):
     page.goto(server)
     _settle(page)
     page.get_by_text("Brain-tumor segmentation on multi-modal MRI").wait_for()
+    page.get_by_text("Recent analyses").wait_for(timeout=60_000)
+    page.get_by_text("Try the built-in demo case").wait_for(timeout=60_000)
     _no_exception(page)
     page.screenshot(path=shots / "home.png", full_page=True)
 
