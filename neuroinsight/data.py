@@ -139,6 +139,12 @@ class SliceDataset(_PyDataset):
         counts = [self._case(i).classes.shape[0] for i in range(len(self.case_dirs))]
         if cache_dir is None:
             self._cases.clear()  # keep nothing in memory: the seed's re-reading behaviour
+        if sum(counts) == 0:
+            where = f"slices {config.slice_range[0]}..{config.slice_range[1]}" if config.slice_range else "brain slices"
+            raise InputError(
+                f"No training slices: none of the {len(self.case_dirs)} cases has {where} "
+                "(are the volumes shorter than the slice range?). Use another preset or slice range."
+            )
         self.records = np.array([(c, s) for c, n in enumerate(counts) for s in range(n)], dtype=np.int64)
         self.order = np.arange(len(self.records))
         if shuffle:

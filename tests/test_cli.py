@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import nibabel as nib
 import numpy as np
 import pytest
@@ -111,3 +113,39 @@ def test_unknown_command_is_an_argparse_error():
     with pytest.raises(SystemExit) as exc:
         main(["frobnicate"])
     assert exc.value.code == 2
+
+
+@pytest.mark.slow
+def test_train_command_writes_model_settings_and_log(phantom_data_dir, tmp_path, capsys):
+    out = tmp_path / "m.keras"
+    args = [
+        "--no-progress",
+        "--home",
+        str(tmp_path / "home"),
+        "train",
+        "--data",
+        str(phantom_data_dir),
+        "--out",
+        str(out),
+        "--preset",
+        "seed",
+        "--epochs",
+        "1",
+        "--steps-per-epoch",
+        "2",
+        "--n-val",
+        "1",
+        "--n-test",
+        "1",
+    ]
+    # The seed's slices 50..130 do not exist in these 40-slice phantoms: a clear error, not a traceback.
+    assert main(args) == 2
+    assert "No training slices" in capsys.readouterr().err
+    args[args.index("seed")] = "improved"
+    assert main(args) == 0
+    printed = capsys.readouterr().out
+    assert "train " in printed and "test " in printed and "trained 1 epochs" in printed
+    info = json.loads(out.with_suffix(".json").read_text())
+    assert info["preset"] == "improved" and info["train"]["batch_size"] == 2  # the seed's batch size
+    assert info["train"]["loss"] == "ce_dice" and info["train"]["preprocess"]["slice_range"] is None
+    assert len(info["split"]["test"]) == 1 and out.with_suffix(".log.csv").exists()
