@@ -15,8 +15,9 @@ from pathlib import Path
 
 from neuroinsight import io
 from neuroinsight.data import split_cases
-from neuroinsight.inference import NO_POSTPROCESS, PostprocessConfig, Segmenter
-from neuroinsight.pipeline import evaluate_folder
+from neuroinsight.inference import NO_POSTPROCESS, PostprocessConfig, Segmenter, postprocess
+from neuroinsight.metrics import score_case
+from neuroinsight.pipeline import score_rows
 from neuroinsight.training import PRESET_CONFIGS, TrainConfig, train
 
 logger = logging.getLogger(__name__)
@@ -70,12 +71,16 @@ def run_crossval(
                 extra_info={"split": split, "preset": preset, "fold": fold},
             )
             segmenter = Segmenter.from_path(model_path, precision=precision)
-            for post_name, post in posts.items():
-                test_dirs = [folders[c] for c in split["test"]]
-                fold_rows = evaluate_folder(test_dirs, lambda _c, s=segmenter: s, post=post)
-                for row in fold_rows:
-                    row.update({"preset": preset, "fold": fold, "post": post_name})
-                rows += fold_rows
+            for case_id in split["test"]:
+                # Segment once; every post-processing variant starts from the same raw labels.
+                case = io.load_case(folders[case_id])
+                raw = segmenter.segment(case, attention=False).labels
+                for post_name, post in posts.items():
+                    labels = postprocess(raw, post, case.voxel_volume_ml)
+                    scores = score_case(labels, case.label, spacing_mm=case.spacing_mm)
+                    for row in score_rows(case.case_id, scores, segmenter.name):
+                        row.update({"preset": preset, "fold": fold, "post": post_name})
+                        rows.append(row)
             if progress is not None:
                 progress(f"{preset} fold {fold}: test {', '.join(split['test'])}")
     return rows
