@@ -235,7 +235,9 @@ def _analyse_from_args(args: argparse.Namespace, *, tta: bool = False, progress=
     case = io.load_case(args.case)
     grader = _grader(settings)
     segmenter = _segmenter_factory(args)(case)
-    result = analyse_case(case, segmenter, grader, tta=tta, post=_postprocess_of(args), progress=progress)
+    result = analyse_case(
+        case, segmenter, grader, tta=tta, attention=False, post=_postprocess_of(args), progress=progress
+    )
     return result, grader
 
 

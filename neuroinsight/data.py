@@ -67,7 +67,7 @@ def load_training_slices(case_dir: Path, config: PreprocessConfig) -> CaseSlices
     prepared = prepare_volume(case.images, config)
     keep = training_slices(prepared, config)
     classes = prepare_label(case.label, prepared, config.image_size)
-    return CaseSlices(case.case_id, prepared.slices[keep], classes[keep])
+    return CaseSlices(case.case_id, prepared.batch(keep), classes[keep])
 
 
 def _cache_key(case_dir: Path, config: PreprocessConfig) -> str:

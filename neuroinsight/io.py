@@ -30,10 +30,12 @@ import zlib
 from collections.abc import Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from io import BytesIO
 from pathlib import Path
 
 import nibabel as nib
 import numpy as np
+from isal import igzip, isal_zlib
 from numpy.typing import NDArray
 
 from neuroinsight.errors import InputError
@@ -246,15 +248,37 @@ def check_nifti_file(path: Path, *, max_bytes: int = MAX_FILE_BYTES, ndim: Itera
 
 def _read_voxels(image: nib.Nifti1Image, name: str) -> NDArray:
     """Voxel data as stored (scaled if the header says so), or InputError if unreadable."""
+    filename = image.get_filename()
     try:
-        data = np.asarray(image.dataobj)
-    except (OSError, EOFError, ValueError, zlib.error) as err:
+        if filename and filename.lower().endswith(".gz"):
+            data = _inflated_voxels(Path(filename), image)
+        else:
+            data = np.asarray(image.dataobj)
+    except (OSError, EOFError, ValueError, zlib.error, isal_zlib.error) as err:
         raise InputError(
             f"{name}: the voxel data is truncated or corrupt ({err}). Re-export the file and upload it again."
         ) from err
     while data.ndim > 3 and data.shape[-1] == 1:
         data = data[..., 0]
     return data
+
+
+def _inflated_voxels(path: Path, image: nib.Nifti1Image) -> NDArray:
+    """Voxels of a ``.nii.gz``, inflated with ISA-L (about twice as fast as zlib here).
+
+    Inflation stops at the bytes the header promises, so a stream that would expand to
+    more is never held in memory.
+    """
+    proxy = image.dataobj  # where the voxels start (after any extensions), their type and scaling
+    needed = proxy.offset + int(np.prod(proxy.shape)) * proxy.dtype.itemsize
+    inflater = isal_zlib.decompressobj(wbits=31)  # 31: gzip container
+    raw = inflater.decompress(path.read_bytes(), needed)
+    if len(raw) < needed:
+        if inflater.eof and inflater.unused_data:  # a multi-member gzip file: let nibabel read it
+            return np.asarray(proxy)
+        raise EOFError(f"the stream ends after {len(raw)} of the {needed} bytes the header describes")
+    spec = (proxy.shape, proxy.dtype, proxy.offset, proxy.slope, proxy.inter)
+    return np.asarray(nib.arrayproxy.ArrayProxy(BytesIO(raw), spec, order=proxy.order))
 
 
 def _checked_intensities(data: NDArray, name: str) -> NDArray[np.float32]:
@@ -275,13 +299,10 @@ def _check_labels(label: NDArray, name: str, allowed: Iterable[int]) -> NDArray[
     allowed_set = set(allowed)
     if label.dtype.kind not in "iu" and (not np.all(np.isfinite(label)) or not np.array_equal(label, np.round(label))):
         raise InputError(f"{name}: a label map must hold whole numbers; found fractional or non-finite values.")
-    low, high = int(label.min()), int(label.max())
-    if low >= 0 and high < 256:  # the usual case: count values without sorting the volume
-        values = set(np.nonzero(np.bincount(label.astype(np.uint8).ravel(), minlength=256))[0].tolist())
-    else:
-        values = {int(v) for v in np.unique(label)}
-    extra = sorted(values - allowed_set)
-    if extra:
+    # Counting the allowed values is a few fast passes; the sort in np.unique only runs on bad files.
+    n_allowed = sum(int(np.count_nonzero(label == value)) for value in allowed_set)
+    if n_allowed != label.size:
+        extra = sorted({int(v) for v in np.unique(label)} - allowed_set)
         raise InputError(
             f"{name}: label values {extra} are not allowed; expected a subset of {sorted(allowed_set)} "
             "(BraTS: 0 background, 1 NCR/NET, 2 edema, 4 enhancing). Relabel the file."
@@ -415,18 +436,18 @@ def load_files(paths: Iterable[Path], *, case_id: str | None = None, label_path:
             )
     source_affine = np.asarray(ref.affine, dtype=np.float64)
 
-    def read(key: str) -> NDArray[np.float32]:
-        data = _checked_intensities(_read_voxels(headers[key], assigned[key].name), assigned[key].name)
+    def read(key: str) -> NDArray:
+        name = assigned[key].name
+        raw = _read_voxels(headers[key], name)
+        data = _check_labels(raw, name, BRATS_LABELS) if key == "seg" else _checked_intensities(raw, name)
         return to_canonical(data, source_affine)  # a view: flips cost nothing
 
-    # Decompression releases the GIL, so the modalities are read in parallel.
-    keys = [k for k in MODALITIES if k in headers]
-    with ThreadPoolExecutor(max_workers=len(keys)) as pool:
-        images = dict(zip(keys, pool.map(read, keys), strict=True))
-    label = None
-    if "seg" in headers:
-        raw = _read_voxels(headers["seg"], assigned["seg"].name)
-        label = to_canonical(_check_labels(raw, assigned["seg"].name, BRATS_LABELS), source_affine)
+    # Decompression releases the GIL, so the files are read in parallel.
+    keys = [k for k in (*MODALITIES, "seg") if k in headers]
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        arrays = dict(zip(keys, pool.map(read, keys), strict=True))
+    label = arrays.pop("seg", None)
+    images = arrays
     return Case(
         case_id=case_id or _case_id_from(assigned.values(), "case"),
         images=images,
@@ -618,7 +639,13 @@ def save_volume(volume: NDArray, case: Case, path: str | Path) -> Path:
     """Write a canonical ``(x, y, z[, c])`` array on the case's source grid with its affine and header."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    data = np.ascontiguousarray(from_canonical(volume, case.source_affine))
+    path.write_bytes(volume_bytes(volume, case, gz=path.name.lower().endswith(".gz")))
+    return path
+
+
+def volume_bytes(volume: NDArray, case: Case, *, gz: bool = True) -> bytes:
+    """The NIfTI file (``.nii.gz`` if ``gz``) of a canonical array on the case's source grid."""
+    data = np.asfortranarray(from_canonical(volume, case.source_affine))  # NIfTI stores x fastest
     header = case.source_header.copy()
     header.set_data_dtype(data.dtype)
     header.set_data_shape(data.shape)
@@ -628,14 +655,14 @@ def save_volume(volume: NDArray, case: Case, path: str | Path) -> Path:
     qform_code = int(case.source_header["qform_code"]) or 1
     image.set_sform(case.source_affine, code=sform_code)
     image.set_qform(case.source_affine, code=qform_code)
-    nib.save(image, str(path))
-    return path
+    raw = image.to_bytes()
+    # Level 1, as nibabel's own default for .nii.gz, with ISA-L (several times faster than zlib).
+    return igzip.compress(raw, compresslevel=1, mtime=0) if gz else raw
 
 
 def label_map_bytes(label: NDArray, case: Case) -> bytes:
     """The ``.nii.gz`` bytes of :func:`save_label_map` (for downloads)."""
-    with tempfile.TemporaryDirectory(prefix="neuroinsight-out-") as tmp:
-        return save_label_map(label, case, Path(tmp) / "seg.nii.gz").read_bytes()
+    return volume_bytes(np.asarray(label, dtype=np.uint8), case)
 
 
 def save_case(case: Case, folder: str | Path) -> Path:

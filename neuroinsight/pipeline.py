@@ -59,11 +59,15 @@ def analyse_case(
     grader: GradeModel | None = None,
     *,
     tta: bool = False,
+    attention: bool = True,
     post: PostprocessConfig = DEFAULT_POSTPROCESS,
     progress: Callable[[int, int], None] | None = None,
 ) -> CaseResult:
-    """Segment a case, measure its volumes, estimate the grade and score it against ground truth."""
-    segmentation = segmenter.segment(case, tta=tta, post=post, progress=progress)
+    """Segment a case, measure its volumes, estimate the grade and score it against ground truth.
+
+    ``attention`` records the attention-gate maps (the app shows them; the CLI does not need them).
+    """
+    segmentation = segmenter.segment(case, tta=tta, attention=attention, post=post, progress=progress)
     volumes = region_volumes_ml(segmentation.labels, case.spacing_mm)
     probability = None
     if grader is not None and volumes["WT"] > 0:

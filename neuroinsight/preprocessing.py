@@ -25,7 +25,9 @@ brain.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
+from functools import cached_property
 from typing import Literal
 
 import cv2
@@ -113,26 +115,39 @@ class PreparedVolume:
     """Network-ready slices of one case and what is needed to invert the preprocessing.
 
     Attributes:
-        slices: float32 ``(z, S, S, C)``, normalised and resized.
+        channels: float32 ``(C, z, S, S)``, normalised and resized, one plane stack per modality
+            (kept apart so a batch is assembled from cache-sized pieces, never the whole stack).
         has_brain: bool ``(z,)``, True where the slice contains any brain voxel.
         box: The in-plane crop applied before resizing.
         full_shape: Canonical ``(X, Y, Z)`` shape of the case.
         brain: bool ``(X, Y, Z)`` brain mask.
     """
 
-    slices: NDArray[np.float32]
+    channels: NDArray[np.float32]
     has_brain: NDArray[np.bool_]
     box: CropBox
     full_shape: tuple[int, int, int]
     brain: NDArray[np.bool_] = field(repr=False)
 
+    @cached_property
+    def slices(self) -> NDArray[np.float32]:
+        """All slices channels-last, float32 ``(z, S, S, C)`` (built on first use)."""
+        return self.batch(slice(None))
 
-def brain_mask(images: Mapping[str, NDArray]) -> NDArray[np.bool_]:
-    """Union of non-zero voxels over all modalities, bool ``(X, Y, Z)``."""
-    volumes = list(images.values())
-    mask = volumes[0] != 0
-    for volume in volumes[1:]:
-        mask |= volume != 0
+    def batch(self, index: NDArray[np.intp] | slice, out: NDArray[np.float32] | None = None) -> NDArray[np.float32]:
+        """The slices ``index`` channels-last, float32 ``(n, S, S, C)``, as the network takes them.
+
+        ``out`` (a reused buffer) saves allocating fresh memory for every batch.
+        """
+        return np.stack([channel[index] for channel in self.channels], axis=-1, out=out)
+
+
+def brain_mask(images: Mapping[str, NDArray], pool: Executor | None = None) -> NDArray[np.bool_]:
+    """Union of non-zero voxels over all modalities, bool ``(X, Y, Z)``; ``pool`` runs them in parallel."""
+    nonzero = list((pool.map if pool is not None else map)(lambda volume: volume != 0, images.values()))
+    mask = nonzero[0]
+    for other in nonzero[1:]:
+        np.logical_or(mask, other, out=mask)
     return mask
 
 
@@ -183,20 +198,23 @@ def brain_box(mask: NDArray[np.bool_], margin: int) -> CropBox:
     return CropBox(int(cx - side // 2), int(cy - side // 2), int(side), int(side))
 
 
+def _interpolation(source: tuple[int, ...], size: tuple[int, int], nearest: bool) -> int:
+    """Area interpolation when shrinking, linear when enlarging, nearest for labels."""
+    if nearest:
+        return cv2.INTER_NEAREST
+    return cv2.INTER_AREA if size[0] < source[0] else cv2.INTER_LINEAR
+
+
 def resize_plane(volume: NDArray, size: tuple[int, int], *, nearest: bool = False) -> NDArray:
     """Resize the first two axes of ``(X, Y)`` or ``(X, Y, C)`` with OpenCV.
 
-    Images use area interpolation when shrinking and linear when enlarging; labels nearest.
     OpenCV 5 resizes at most 4 float channels per call, so channels go in groups of 4.
+    Both interpolations have non-negative weights that sum to one: a resized value is a
+    convex combination of its neighbours (:func:`restore_labels` relies on it).
     """
     if volume.shape[0] == size[0] and volume.shape[1] == size[1]:
         return volume
-    if nearest:
-        interpolation = cv2.INTER_NEAREST
-    elif size[0] < volume.shape[0]:
-        interpolation = cv2.INTER_AREA
-    else:
-        interpolation = cv2.INTER_LINEAR
+    interpolation = _interpolation(volume.shape, size, nearest)
     # OpenCV takes (width, height) = (columns, rows); rows are our x axis.
     dsize = (size[1], size[0])
     if volume.ndim == 2:
@@ -209,8 +227,25 @@ def resize_plane(volume: NDArray, size: tuple[int, int], *, nearest: bool = Fals
     return np.concatenate(parts, axis=2).reshape(*size, *volume.shape[2:])
 
 
+def _mean_std(total: float, squares: float, count: int) -> tuple[float, float]:
+    """Mean and standard deviation from the sum and the sum of squares of ``count`` values (std 0 -> 1)."""
+    if count == 0:
+        return 0.0, 1.0
+    mean = total / count
+    std = max(squares / count - mean**2, 0.0) ** 0.5
+    return mean, (std if std > 0 else 1.0)
+
+
 def prepare_volume(images: Mapping[str, NDArray], config: PreprocessConfig) -> PreparedVolume:
     """Normalise, crop and resize a case's modalities into network slices.
+
+    The result equals z-scoring each volume (:func:`zscore`), cropping it and resizing
+    every axial plane, but is computed in a cheaper order. Resizing is linear and the
+    z-scored volume is ``(x - mean * inside) / std``, with ``inside`` the voxels that keep
+    a value (the brain, or the whole volume for the seed's pipeline), so ``x`` and
+    ``inside`` are resized plane by plane (each plane stays in cache; the sums for the
+    statistics are taken on the way) and combined at the network's resolution.
+    Modalities run in parallel threads (NumPy and OpenCV release the GIL).
 
     Args:
         images: Canonical ``(X, Y, Z)`` volumes by modality name; must contain
@@ -218,29 +253,56 @@ def prepare_volume(images: Mapping[str, NDArray], config: PreprocessConfig) -> P
         config: The pipeline settings.
 
     Returns:
-        A :class:`PreparedVolume` with ``slices`` of shape ``(Z, S, S, C)``.
+        A :class:`PreparedVolume` with ``channels`` of shape ``(C, Z, S, S)``.
     """
     missing = [m for m in config.modalities if m not in images]
     if missing:
         raise InputError(f"This model needs {', '.join(config.modalities)}; missing {', '.join(missing)}.")
-    brain = brain_mask(images)
-    box = brain_box(brain, config.crop_margin) if config.crop_to_brain else CropBox(0, 0, *brain.shape[:2])
-    size = (config.image_size, config.image_size)
-    channels = []
-    brain_in_box = box.crop(brain)
-    for name in config.modalities:
-        if config.normalization == "brain":
-            # Every brain voxel lies inside the box, so normalising the crop gives the same
-            # statistics as the whole volume at a fraction of the cost.
-            normalised = zscore(np.clip(box.crop(images[name]), 0, None), brain_in_box)
-        else:
-            normalised = box.crop(zscore(images[name]))
-        channels.append(resize_plane(normalised, size))
-    stacked = np.stack(channels, axis=-1)  # (S, S, Z, C)
-    slices = np.ascontiguousarray(stacked.transpose(2, 0, 1, 3), dtype=np.float32)
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        brain = brain_mask(images, pool)
+        box = brain_box(brain, config.crop_margin) if config.crop_to_brain else CropBox(0, 0, *brain.shape[:2])
+        has_brain = brain.any(axis=(0, 1))
+        by_brain = config.normalization == "brain"
+        # Brain mode: slices without brain are all 0 after normalisation, so they are skipped.
+        todo = np.nonzero(has_brain)[0] if by_brain else np.arange(brain.shape[2])
+        dsize = (config.image_size, config.image_size)
+        interpolation = _interpolation((box.size_x, box.size_y), dsize, nearest=False)
+        channels = np.zeros((len(config.modalities), brain.shape[2], *dsize), dtype=np.float32)
+
+        def resized(plane: NDArray) -> NDArray[np.float32]:
+            return cv2.resize(plane.astype(np.float32, copy=False), dsize, interpolation=interpolation)
+
+        def resized_inside() -> NDArray[np.float32]:
+            inside = brain if by_brain else np.ones(brain.shape, dtype=bool)
+            out = np.zeros((brain.shape[2], *dsize), dtype=np.float32)
+            for z in todo:
+                out[z] = resized(box.crop(inside[:, :, z]))
+            return out.reshape(-1, config.image_size)
+
+        def fill_channel(c: int, name: str) -> None:
+            volume, out = images[name], channels[c]
+            total = squares = 0.0
+            for z in todo:
+                plane = box.crop(volume[:, :, z]).astype(np.float32, copy=False)
+                if by_brain:
+                    # Interpolated scans ring slightly below 0 at the brain edge: clip, but count as brain.
+                    np.maximum(plane, 0, out=plane)
+                    total += float(plane.sum())
+                    squares += float(np.vdot(plane, plane))
+                out[z] = resized(plane)
+            if by_brain:
+                mean, std = _mean_std(total, squares, int(brain.sum()))
+            else:
+                squares = float(np.einsum("ijk,ijk->", volume, volume, dtype=np.float64))
+                mean, std = _mean_std(float(volume.sum(dtype=np.float64)), squares, volume.size)
+            flat = out.reshape(-1, config.image_size)  # 2-D, as OpenCV's arithmetic wants
+            cv2.addWeighted(flat, 1 / std, inside.result(), -mean / std, 0.0, dst=flat)
+
+        inside = pool.submit(resized_inside)  # queued first, so no channel waits on a queued task
+        list(pool.map(fill_channel, range(len(config.modalities)), config.modalities))
     return PreparedVolume(
-        slices=slices,
-        has_brain=brain.any(axis=(0, 1)),
+        channels=channels,
+        has_brain=has_brain,
         box=box,
         full_shape=tuple(brain.shape),  # type: ignore[arg-type]
         brain=brain,
@@ -258,7 +320,7 @@ def training_slices(prepared: PreparedVolume, config: PreprocessConfig) -> NDArr
     """Indices of the slices a training run uses: ``slice_range`` or every slice with brain."""
     if config.slice_range is not None:
         start, stop = config.slice_range
-        return np.arange(max(start, 0), min(stop, prepared.slices.shape[0]))
+        return np.arange(max(start, 0), min(stop, prepared.has_brain.size))
     return np.nonzero(prepared.has_brain)[0]
 
 
@@ -291,3 +353,39 @@ def restore_probabilities(probs: NDArray[np.float32], prepared: PreparedVolume) 
     outside = prepared.box.uncrop(np.zeros(window.shape[:3], bool), prepared.full_shape[:2], fill=True)
     full[..., 0][outside] = 1.0
     return full
+
+
+def restore_labels(probs: NDArray[np.float32], prepared: PreparedVolume) -> NDArray[np.uint8]:
+    """BraTS labels on the full canonical grid: the argmax of :func:`restore_probabilities`, 0 outside the brain.
+
+    Returns:
+        uint8 ``(X, Y, Z)`` in Fortran order (axial planes contiguous, as NIfTI stores them).
+    """
+    labels = np.zeros(prepared.full_shape, dtype=np.uint8, order="F")
+    restore_label_slices(probs, np.arange(len(probs)), prepared, labels)
+    return labels
+
+
+def restore_label_slices(
+    probs: NDArray[np.float32], index: NDArray[np.intp], prepared: PreparedVolume, labels: NDArray[np.uint8]
+) -> None:
+    """Write the labels of axial slices ``index`` (network probabilities ``probs``, one per index) into ``labels``.
+
+    Only slices where some network pixel is not background are resized. Resizing takes
+    convex combinations (:func:`resize_plane`), so where background wins at every network
+    pixel of a slice it wins at every resized voxel too (ties go to background in both):
+    skipping those slices changes nothing and saves most of the work.
+    """
+    box = prepared.box
+    volume_part, window_part = box._overlap(prepared.full_shape[:2])
+    # Elementwise maxima: NumPy reduces a 4-wide last axis an order of magnitude slower.
+    tumor = np.maximum(np.maximum(probs[..., 1], probs[..., 2]), probs[..., 3]) > probs[..., 0]
+    for i in np.nonzero(tumor.any(axis=(1, 2)))[0]:
+        window = resize_plane(probs[i], (box.size_x, box.size_y))[window_part]
+        best, plane = window[..., 0], np.zeros(window.shape[:2], dtype=np.uint8)
+        for c in range(1, N_CLASSES):  # strictly greater: ties keep the lower class, as argmax does
+            wins = window[..., c] > best
+            plane[wins] = CLASS_TO_LABEL[c]
+            best = np.where(wins, window[..., c], best)
+        z = index[i]
+        labels[(*volume_part, z)] = plane * prepared.brain[(*volume_part, z)]

@@ -337,7 +337,7 @@ def preprocessing_panel(
     for index, name in enumerate(config.modalities):
         raw = display_slice(case.images[name], "axial", z)
         before.append((f"{name.upper()} raw {raw.shape[0]}x{raw.shape[1]}", gray_rgb(window_to_uint8(raw))))
-        net = prepared.slices[z, :, :, index]
+        net = prepared.channels[index, z]
         # The network's input is a slice of the canonical array; orient it like the others.
         shown = display_slice(net[..., None], "axial", 0)
         before.append(

@@ -70,3 +70,51 @@ def test_training_slices_respect_the_seed_range():
     np.testing.assert_array_equal(kept, np.arange(10, 30))
     every_brain_slice = pp.training_slices(prepared, pp.DEFAULT_PREPROCESS)
     assert set(every_brain_slice) == set(np.nonzero(prepared.has_brain)[0])
+
+
+def _prepare_by_definition(images, config):
+    """The pipeline as its docstring defines it, step by step at full resolution (slow, obvious)."""
+    brain = pp.brain_mask(images)
+    box = pp.brain_box(brain, config.crop_margin) if config.crop_to_brain else pp.CropBox(0, 0, *brain.shape[:2])
+    size = (config.image_size, config.image_size)
+    channels = []
+    for name in config.modalities:
+        if config.normalization == "brain":
+            normalised = pp.zscore(np.clip(box.crop(images[name]), 0, None), box.crop(brain))
+        else:
+            normalised = box.crop(pp.zscore(images[name]))
+        channels.append(pp.resize_plane(normalised, size))
+    return np.stack(channels, axis=-1).transpose(2, 0, 1, 3)
+
+
+@pytest.mark.parametrize(
+    "config",
+    [pp.DEFAULT_PREPROCESS, pp.SEED_PREPROCESS, pp.PreprocessConfig(image_size=24, crop_margin=0)],
+    ids=["default", "seed", "enlarging"],
+)
+def test_prepare_volume_equals_its_definition(config):
+    case = small_case(seed=3)
+    images = {name: volume.copy() for name, volume in case.images.items()}
+    brain = pp.brain_mask(images)
+    # Negative ringing at the brain edge, and brain touching the border so the crop pads.
+    images["flair"][brain & (np.random.default_rng(0).random(brain.shape) < 0.05)] = -3.0
+    images["t1ce"][:2] = images["t1ce"][2:4] + 1.0
+    prepared = pp.prepare_volume(images, config)
+    expected = _prepare_by_definition(images, config)
+    assert prepared.slices.shape == expected.shape
+    np.testing.assert_allclose(prepared.slices, expected, atol=2e-4)
+    np.testing.assert_array_equal(prepared.batch(np.array([5, 7])), prepared.slices[[5, 7]])
+
+
+def test_restore_labels_is_the_argmax_of_the_restored_probabilities():
+    case = small_case(seed=4)
+    prepared = pp.prepare_volume(case.images, pp.DEFAULT_PREPROCESS)
+    rng = np.random.default_rng(1)
+    logits = rng.normal(size=(*prepared.channels.shape[1:], 4)).astype(np.float32)
+    logits[..., 0] += 2.5  # mostly background, as a real prediction, so that slices get skipped
+    logits[:10, ..., 0] += 10  # some slices entirely background
+    probs = np.exp(logits) / np.exp(logits).sum(-1, keepdims=True)
+    expected = pp.classes_to_labels(pp.restore_probabilities(probs, prepared).argmax(-1)) * prepared.brain
+    labels = pp.restore_labels(probs, prepared)
+    np.testing.assert_array_equal(labels, expected)
+    assert labels[..., :10].max() == 0 and len(np.unique(labels)) >= 3  # not vacuous
