@@ -39,11 +39,11 @@ def plane_axis(plane: str) -> int:
 def display_slice(volume: NDArray, plane: str, index: int) -> NDArray:
     """Cut a canonical ``(X, Y, Z)`` volume and orient the slice for display."""
     axis = _PLANE_AXIS[plane]
-    cut = np.take(volume, index, axis=axis)
+    cut = volume[(slice(None),) * axis + (index,)]  # a view: np.take copies ~20x slower on Fortran order
     # After the cut, rows run along the first remaining axis; transpose so rows run
     # along the superior (axial: anterior) direction, then flip so it points up.
     image = np.flipud(cut.T)
-    return image if plane == "sagittal" else np.fliplr(image)
+    return np.ascontiguousarray(image if plane == "sagittal" else np.fliplr(image))
 
 
 def window_to_uint8(image: NDArray, low: float | None = None, high: float | None = None) -> NDArray[np.uint8]:
