@@ -21,11 +21,10 @@ from pathlib import Path
 
 import numpy as np
 from numpy.typing import NDArray
-from scipy import ndimage
 
 from neuroinsight.errors import InputError
 from neuroinsight.metrics import region_volumes_ml
-from neuroinsight.preprocessing import brain_mask, zscore
+from neuroinsight.preprocessing import bounding_box, brain_mask, zscore
 
 FEATURE_NAMES: tuple[str, ...] = (
     "log_wt_ml",
@@ -65,7 +64,7 @@ def grade_features(labels: NDArray, images: Mapping[str, NDArray], spacing_mm: S
     wt = labels > 0
     extent = 0.0
     if wt.any():
-        box = ndimage.find_objects(wt.astype(np.uint8))[0]
+        box = bounding_box(wt)
         extent = float(max((s.stop - s.start) * d for s, d in zip(box, spacing_mm, strict=True)))
     return {
         "log_wt_ml": float(np.log1p(volumes["WT"])),

@@ -32,6 +32,7 @@ from neuroinsight.preprocessing import (
     N_CLASSES,
     PreparedVolume,
     PreprocessConfig,
+    bounding_box,
     prepare_volume,
     resize_plane,
     restore_label_slices,
@@ -102,7 +103,9 @@ class Segmentation:
     def network_probabilities(self) -> NDArray[np.float32]:
         """float32 ``(Z, S, S, 4)`` class probabilities at the network's resolution (background 1
         on slices without brain)."""
-        n_z, size = len(self.prepared.has_brain), self.prepared.channels.shape[2]  # type: ignore[union-attr]
+        if self.prepared is None:
+            raise RuntimeError("Segmentation was built without its PreparedVolume")
+        n_z, size = len(self.prepared.has_brain), self.prepared.channels.shape[2]
         probs = np.zeros((n_z, size, size, N_CLASSES), dtype=np.float32)
         probs[..., 0] = 1.0
         for index, batch in self.batch_probabilities:
@@ -112,9 +115,7 @@ class Segmentation:
     @property
     def probabilities(self) -> NDArray[np.float32]:
         """Class probabilities ``(X, Y, Z, 4)`` on the full canonical grid (built on demand)."""
-        if self.prepared is None:
-            raise RuntimeError("Segmentation was built without its PreparedVolume")
-        return restore_probabilities(self.network_probabilities, self.prepared)
+        return restore_probabilities(self.network_probabilities, self.prepared)  # type: ignore[arg-type]
 
     def attention_slice(self, level: int, z: int) -> NDArray[np.float32]:
         """Attention coefficients of gate ``level`` (1 = finest) on axial slice ``z``, as ``(X, Y)``.
@@ -134,7 +135,7 @@ def postprocess(labels: NDArray[np.uint8], config: PostprocessConfig, voxel_ml: 
     """Apply :class:`PostprocessConfig` to a BraTS label map (returns a new array)."""
     labels = labels.copy(order="K")  # keep the Fortran layout: a transposing copy costs ~40 ms
     if (config.min_component_ml > 0 or config.largest_component_only) and labels.any():
-        box = _bounding_box(labels)  # label components only where tumor is
+        box = bounding_box(labels)  # label components only where tumor is
         part = labels[box]
         components, count = ndimage.label(part > 0)
         sizes = np.bincount(components.ravel(), minlength=count + 1)[1:]
@@ -147,15 +148,6 @@ def postprocess(labels: NDArray[np.uint8], config: PostprocessConfig, voxel_ml: 
         if 0 < enhancing.sum() * voxel_ml < config.min_enhancing_ml:
             labels[enhancing] = 1
     return labels
-
-
-def _bounding_box(mask: NDArray) -> tuple[slice, slice, slice]:
-    """Smallest box around the non-zero voxels of a non-empty 3-D array (from its projections;
-    ``ndimage.find_objects`` takes ~40x longer on a Fortran-ordered volume)."""
-    z = np.nonzero(mask.any(axis=(0, 1)))[0]
-    slab = mask[:, :, z[0] : z[-1] + 1]
-    x, y = np.nonzero(slab.any(axis=(1, 2)))[0], np.nonzero(slab.any(axis=(0, 2)))[0]
-    return slice(x[0], x[-1] + 1), slice(y[0], y[-1] + 1), slice(z[0], z[-1] + 1)
 
 
 def _normalised_entropy(probs: NDArray[np.float32]) -> NDArray[np.float32]:

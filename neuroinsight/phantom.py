@@ -22,6 +22,7 @@ from scipy import ndimage
 
 from neuroinsight.errors import InputError
 from neuroinsight.io import MODALITIES, Case
+from neuroinsight.preprocessing import bounding_box
 
 # Mean intensity per tissue and modality: (t1, t1ce, t2, flair).
 _TISSUE_INTENSITY: dict[str, tuple[float, float, float, float]] = {
@@ -192,7 +193,7 @@ def make_template_case(
     csf = np.clip(1.0 - grey - white, 0, 1) * brain
 
     # Crop to the brain with a margin, like a BraTS field of view.
-    box = tuple(slice(max(s.start - 8, 0), s.stop + 8) for s in ndimage.find_objects(brain.astype(np.uint8))[0])
+    box = tuple(slice(max(s.start - 8, 0), s.stop + 8) for s in bounding_box(brain))
     t1, grey, white, csf, brain = (a[box] for a in (t1, grey, white, csf, brain))
     affine = affine.copy()
     affine[:3, 3] += affine[:3, :3] @ np.array([s.start for s in box])

@@ -198,6 +198,18 @@ def brain_box(mask: NDArray[np.bool_], margin: int) -> CropBox:
     return CropBox(int(cx - side // 2), int(cy - side // 2), int(side), int(side))
 
 
+def bounding_box(mask: NDArray) -> tuple[slice, slice, slice]:
+    """Smallest box around the non-zero voxels of a non-empty 3-D array.
+
+    Taken from the array's projections: ``ndimage.find_objects`` takes ~40x longer on a
+    Fortran-ordered volume, the layout of label maps here.
+    """
+    z = np.nonzero(mask.any(axis=(0, 1)))[0]
+    slab = mask[:, :, z[0] : z[-1] + 1]
+    x, y = np.nonzero(slab.any(axis=(1, 2)))[0], np.nonzero(slab.any(axis=(0, 2)))[0]
+    return slice(int(x[0]), int(x[-1]) + 1), slice(int(y[0]), int(y[-1]) + 1), slice(int(z[0]), int(z[-1]) + 1)
+
+
 def _interpolation(source: tuple[int, ...], size: tuple[int, int], nearest: bool) -> int:
     """Area interpolation when shrinking, linear when enlarging, nearest for labels."""
     if nearest:
@@ -268,6 +280,7 @@ def prepare_volume(images: Mapping[str, NDArray], config: PreprocessConfig) -> P
         dsize = (config.image_size, config.image_size)
         interpolation = _interpolation((box.size_x, box.size_y), dsize, nearest=False)
         channels = np.zeros((len(config.modalities), brain.shape[2], *dsize), dtype=np.float32)
+        n_brain = int(brain.sum())
 
         def resized(plane: NDArray) -> NDArray[np.float32]:
             return cv2.resize(plane.astype(np.float32, copy=False), dsize, interpolation=interpolation)
@@ -291,7 +304,7 @@ def prepare_volume(images: Mapping[str, NDArray], config: PreprocessConfig) -> P
                     squares += float(np.vdot(plane, plane))
                 out[z] = resized(plane)
             if by_brain:
-                mean, std = _mean_std(total, squares, int(brain.sum()))
+                mean, std = _mean_std(total, squares, n_brain)
             else:
                 squares = float(np.einsum("ijk,ijk->", volume, volume, dtype=np.float64))
                 mean, std = _mean_std(float(volume.sum(dtype=np.float64)), squares, volume.size)

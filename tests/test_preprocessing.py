@@ -118,3 +118,14 @@ def test_restore_labels_is_the_argmax_of_the_restored_probabilities():
     labels = pp.restore_labels(probs, prepared)
     np.testing.assert_array_equal(labels, expected)
     assert labels[..., :10].max() == 0 and len(np.unique(labels)) >= 3  # not vacuous
+
+
+@pytest.mark.parametrize("order", ["C", "F"])
+def test_bounding_box_matches_find_objects(order):
+    from scipy import ndimage
+
+    rng = np.random.default_rng(2)
+    for _ in range(10):
+        mask = np.zeros((30, 25, 20), bool, order=order)
+        mask[tuple(rng.integers(0, s, 4) for s in mask.shape)] = True
+        assert pp.bounding_box(mask) == ndimage.find_objects(mask.astype(np.uint8))[0]
