@@ -19,6 +19,7 @@ import json
 import logging
 import time
 from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -131,9 +132,12 @@ class Segmentation:
         return box.uncrop(window, prepared.full_shape[:2], fill=0.0)
 
 
-def postprocess(labels: NDArray[np.uint8], config: PostprocessConfig, voxel_ml: float) -> NDArray[np.uint8]:
-    """Apply :class:`PostprocessConfig` to a BraTS label map (returns a new array)."""
-    labels = labels.copy(order="K")  # keep the Fortran layout: a transposing copy costs ~40 ms
+def postprocess(
+    labels: NDArray[np.uint8], config: PostprocessConfig, voxel_ml: float, *, in_place: bool = False
+) -> NDArray[np.uint8]:
+    """Apply :class:`PostprocessConfig` to a BraTS label map (a new array unless ``in_place``)."""
+    if not in_place:
+        labels = labels.copy(order="K")  # keep the Fortran layout: a transposing copy costs ~40 ms
     if (config.min_component_ml > 0 or config.largest_component_only) and labels.any():
         box = bounding_box(labels)  # label components only where tumor is
         part = labels[box]
@@ -244,8 +248,6 @@ class Segmenter:
         batches = [todo[i : i + BATCH_SLICES] for i in range(0, len(todo), BATCH_SLICES)]
         buffer = np.empty((BATCH_SLICES, size, size, prepared.channels.shape[0]), dtype=np.float32)
         batch_probabilities = []
-        # Resizing back in a helper thread while the next batch runs was measured no faster:
-        # the network already keeps both cores busy.
         for done, index in enumerate(batches, start=1):
             batch = prepared.batch(index, out=buffer[: len(index)])
             outputs = self.predict_slices(batch, attention=attention)
@@ -255,13 +257,17 @@ class Segmenter:
                 batch_probs = (batch_probs + mirrored) / 2
                 uncertainty[index] = _normalised_entropy(batch_probs)  # type: ignore[index]
             batch_probabilities.append((index, batch_probs))
-            restore_label_slices(batch_probs, index, prepared, labels)
             for level, alpha in enumerate(outputs[1:], start=1):
                 store = gates.setdefault(level, np.zeros((n_z, *alpha.shape[1:3]), dtype=np.float16))
                 store[index] = alpha[..., 0]
             if progress is not None:
                 progress(done, len(batches))
-        labels = postprocess(labels, post, case.voxel_volume_ml)
+        # Resized back after the network, two batches at a time: the network keeps both cores
+        # busy while it runs (a helper thread beside it was measured slower), these two threads do
+        # after it.
+        with ThreadPoolExecutor(max_workers=2) as pool:
+            list(pool.map(lambda item: restore_label_slices(item[1], item[0], prepared, labels), batch_probabilities))
+        labels = postprocess(labels, post, case.voxel_volume_ml, in_place=True)
         full_uncertainty = None
         if uncertainty is not None:
             restored = restore_probabilities(uncertainty[..., None], prepared)[..., 0]

@@ -65,6 +65,7 @@ _MODALITY_TOKENS: dict[str, tuple[str, ...]] = {
 }
 _TOKEN_TO_KEY = {tok: key for key, toks in _MODALITY_TOKENS.items() for tok in toks}
 _NIFTI_SUFFIXES = (".nii.gz", ".nii")
+_INFLATE_PIECE = 1 << 20
 _DICOM_SUFFIXES = (".dcm", ".ima")
 
 
@@ -74,7 +75,8 @@ class Case:
 
     Attributes:
         case_id: Identifier, e.g. ``Brats18_2013_11_1``.
-        images: Modality name -> float32 array ``(x, y, z)`` in RAS orientation.
+        images: Modality name -> array ``(x, y, z)`` in RAS orientation: integer intensities as
+            stored in the file, otherwise float32.
         spacing_mm: Voxel size along ``(x, y, z)`` of the canonical arrays, in mm.
         source_affine: The input's own voxel-to-world affine (4x4).
         source_header: The input's NIfTI header, to write results back.
@@ -83,7 +85,7 @@ class Case:
     """
 
     case_id: str
-    images: dict[str, NDArray[np.float32]]
+    images: dict[str, NDArray]
     spacing_mm: tuple[float, float, float]
     source_affine: NDArray[np.float64]
     source_header: nib.Nifti1Header
@@ -213,7 +215,7 @@ def check_nifti_file(path: Path, *, max_bytes: int = MAX_FILE_BYTES, ndim: Itera
             "one per modality, or a .zip of a BraTS case folder."
         )
     try:
-        image = nib.load(str(path))
+        image = nib.load(str(path), mmap=False)  # intensities are kept as read: never tied to a file that may change
     except Exception as err:  # nibabel raises many types for a broken header
         raise InputError(f"{name}: the NIfTI header cannot be read ({err}). Re-export the file.") from err
     shape = tuple(int(s) for s in image.header.get_data_shape())
@@ -267,22 +269,45 @@ def _inflated_voxels(path: Path, image: nib.Nifti1Image) -> NDArray:
     """Voxels of a ``.nii.gz``, inflated with ISA-L (about twice as fast as zlib here).
 
     Inflation stops at the bytes the header promises, so a stream that would expand to
-    more is never held in memory.
+    more is never held in memory. It goes in 1 MB pieces into one NumPy buffer, which
+    NumPy backs with huge pages: ~15 % faster than one ``bytes`` result, and writable.
     """
     proxy = image.dataobj  # where the voxels start (after any extensions), their type and scaling
     needed = proxy.offset + int(np.prod(proxy.shape)) * proxy.dtype.itemsize
+    raw = np.empty(needed, dtype=np.uint8)
+    view = memoryview(raw)
     inflater = isal_zlib.decompressobj(wbits=31)  # 31: gzip container
-    raw = inflater.decompress(path.read_bytes(), needed)
-    if len(raw) < needed:
+    pending, filled = path.read_bytes(), 0
+    while filled < needed:
+        piece = inflater.decompress(pending, min(_INFLATE_PIECE, needed - filled))
+        pending = inflater.unconsumed_tail
+        if not piece:
+            break
+        view[filled : filled + len(piece)] = piece
+        filled += len(piece)
+    if filled < needed:
         if inflater.eof and inflater.unused_data:  # a multi-member gzip file: let nibabel read it
             return np.asarray(proxy)
-        raise EOFError(f"the stream ends after {len(raw)} of the {needed} bytes the header describes")
+        raise EOFError(f"the stream ends after {filled} of the {needed} bytes the header describes")
+    if _unscaled(proxy):  # the usual case: view the inflated buffer, no copy
+        return np.ndarray(proxy.shape, proxy.dtype, buffer=raw, offset=proxy.offset, order=proxy.order)
     spec = (proxy.shape, proxy.dtype, proxy.offset, proxy.slope, proxy.inter)
     return np.asarray(nib.arrayproxy.ArrayProxy(BytesIO(raw), spec, order=proxy.order))
 
 
-def _checked_intensities(data: NDArray, name: str) -> NDArray[np.float32]:
-    """Refuse non-finite or constant volumes; return float32 intensities."""
+def _unscaled(proxy: nib.arrayproxy.ArrayProxy) -> bool:
+    """True when the header's scaling (scl_slope, scl_inter) leaves the stored values as they are."""
+    slope, inter = float(proxy.slope), float(proxy.inter)
+    return (np.isnan(slope) or slope in (0.0, 1.0)) and (np.isnan(inter) or inter == 0.0)
+
+
+def _checked_intensities(data: NDArray, name: str) -> NDArray:
+    """Refuse non-finite or constant volumes.
+
+    Integer intensities are kept as stored (exact, and half the memory of float32 for the
+    usual int16: converting four volumes cost more than reading them); any floating type
+    becomes float32.
+    """
     if data.dtype.kind == "f" and not np.all(np.isfinite(data)):  # integers are always finite
         n_bad = int(np.size(data) - np.count_nonzero(np.isfinite(data)))
         raise InputError(f"{name}: {n_bad} voxels are NaN or infinite. Replace them (e.g. with 0) and try again.")
@@ -292,7 +317,7 @@ def _checked_intensities(data: NDArray, name: str) -> NDArray[np.float32]:
             f"{name}: every voxel has the value {low:g}; the volume carries no image. "
             "Check that the right file was exported."
         )
-    return data.astype(np.float32, copy=False)
+    return data if data.dtype.kind in "iu" else data.astype(np.float32, copy=False)
 
 
 def _check_labels(label: NDArray, name: str, allowed: Iterable[int]) -> NDArray[np.uint8]:
@@ -480,7 +505,7 @@ def load_msd(path: Path, *, label_path: Path | None = None, case_id: str | None 
         )
     affine = np.asarray(image.affine, dtype=np.float64)
     data = _read_voxels(image, path.name)
-    images: dict[str, NDArray[np.float32]] = {}
+    images: dict[str, NDArray] = {}
     for index, key in enumerate(MSD_MODALITY_ORDER):
         volume = _checked_intensities(np.ascontiguousarray(data[..., index]), f"{path.name} ({key})")
         images[key] = to_canonical(volume, affine)

@@ -137,3 +137,47 @@ def test_gzip_of_garbage_is_refused(tmp_path):
     path.write_bytes(gzip.compress(np.random.default_rng(0).bytes(4000)))
     with pytest.raises(InputError, match="not a NIfTI file"):
         io.check_nifti_file(path)
+
+
+def _int16_case_folder(folder, case, slope: float = 1.0):
+    """Write ``case`` as int16 files on its LPS source grid, optionally with a scl_slope."""
+    folder.mkdir()
+    stored = {}
+    for key, volume in case.images.items():
+        data = np.round(io.from_canonical(volume, case.source_affine) * 100).astype(np.int16)
+        image = nib.Nifti1Image(data, case.source_affine)
+        image.header.set_slope_inter(slope, 0.0)
+        nib.save(image, folder / f"x_{key}.nii.gz")
+        stored[key] = data
+    return stored
+
+
+def test_integer_intensities_are_kept_as_stored(tmp_path):
+    case = small_case(seed=2)
+    stored = _int16_case_folder(tmp_path / "int16", case)
+    loaded = io.load_case(tmp_path / "int16")
+    for key, data in stored.items():
+        assert loaded.images[key].dtype == np.int16
+        np.testing.assert_array_equal(loaded.images[key], io.to_canonical(data, case.source_affine))
+        np.testing.assert_array_equal(io.from_canonical(loaded.images[key], case.source_affine), data)
+
+
+def test_scaled_integers_become_float32(tmp_path):
+    case = small_case(seed=2)
+    _int16_case_folder(tmp_path / "scaled", case, slope=0.5)
+    loaded = io.load_case(tmp_path / "scaled")
+    expected = nib.load(tmp_path / "scaled" / "x_flair.nii.gz").get_fdata()
+    assert loaded.images["flair"].dtype == np.float32
+    np.testing.assert_allclose(io.from_canonical(loaded.images["flair"], case.source_affine), expected)
+
+
+def test_multi_member_gzip_is_read_whole(phantom_dir, tmp_path):
+    """Some tools write a .nii.gz as several gzip members; the reader must not stop after the first."""
+    folder = tmp_path / "members"
+    folder.mkdir()
+    for path in phantom_dir.glob("*.nii.gz"):
+        raw = gzip.decompress(path.read_bytes())
+        (folder / path.name).write_bytes(gzip.compress(raw[:1000]) + gzip.compress(raw[1000:]))
+    split, whole = io.load_case(folder), io.load_case(phantom_dir)
+    np.testing.assert_array_equal(split.images["t1ce"], whole.images["t1ce"])
+    np.testing.assert_array_equal(split.label, whole.label)

@@ -72,6 +72,38 @@ def test_training_slices_respect_the_seed_range():
     assert set(every_brain_slice) == set(np.nonzero(prepared.has_brain)[0])
 
 
+def _flipped_view(volume: np.ndarray) -> np.ndarray:
+    """The same values as a view with negative x/y strides over a Fortran-ordered array."""
+    return np.asfortranarray(volume[::-1, ::-1])[::-1, ::-1]
+
+
+@pytest.mark.parametrize("layout", ["C", "F", "flipped view"])
+def test_brain_mask_is_the_union_of_non_zero_voxels(layout):
+    rng = np.random.default_rng(5)
+    images = {
+        m: rng.integers(-1, 2, size=(20, 18, 40)).astype(np.int16) * (rng.random((20, 18, 40)) < 0.2) for m in "abc"
+    }
+    arrange = {"C": np.ascontiguousarray, "F": np.asfortranarray, "flipped view": _flipped_view}[layout]
+    images = {m: arrange(v) for m, v in images.items()}
+    expected = (images["a"] != 0) | (images["b"] != 0) | (images["c"] != 0)
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(2) as pool:
+        for parallel in (None, pool):
+            np.testing.assert_array_equal(pp.brain_mask(images, parallel), expected)
+
+
+def test_batch_is_the_channels_stacked_last():
+    prepared = pp.prepare_volume(small_case(seed=3).images, pp.DEFAULT_PREPROCESS)
+    buffer = np.full((16, *prepared.channels.shape[2:], prepared.channels.shape[0]), np.nan, np.float32)
+    for index in (np.arange(3, 9), np.array([1, 5, 7]), np.array([], dtype=int)):
+        expected = np.stack([channel[index] for channel in prepared.channels], axis=-1)
+        np.testing.assert_array_equal(prepared.batch(index), expected)
+        into = prepared.batch(index, out=buffer[: len(index)])
+        assert np.shares_memory(into, buffer) or len(index) == 0
+        np.testing.assert_array_equal(into, expected)
+
+
 def _prepare_by_definition(images, config):
     """The pipeline as its docstring defines it, step by step at full resolution (slow, obvious)."""
     brain = pp.brain_mask(images)
@@ -92,13 +124,16 @@ def _prepare_by_definition(images, config):
     [pp.DEFAULT_PREPROCESS, pp.SEED_PREPROCESS, pp.PreprocessConfig(image_size=24, crop_margin=0)],
     ids=["default", "seed", "enlarging"],
 )
-def test_prepare_volume_equals_its_definition(config):
+@pytest.mark.parametrize("stored", ["float32", "int16 flipped view"])
+def test_prepare_volume_equals_its_definition(config, stored):
     case = small_case(seed=3)
     images = {name: volume.copy() for name, volume in case.images.items()}
     brain = pp.brain_mask(images)
     # Negative ringing at the brain edge, and brain touching the border so the crop pads.
     images["flair"][brain & (np.random.default_rng(0).random(brain.shape) < 0.05)] = -3.0
     images["t1ce"][:2] = images["t1ce"][2:4] + 1.0
+    if stored != "float32":  # as io.load_case gives a BraTS file: int16, canonical view of an LPS array
+        images = {name: _flipped_view(np.round(volume * 100).astype(np.int16)) for name, volume in images.items()}
     prepared = pp.prepare_volume(images, config)
     expected = _prepare_by_definition(images, config)
     assert prepared.slices.shape == expected.shape
