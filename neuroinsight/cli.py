@@ -111,7 +111,11 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
         choices=("float32", "mixed_bfloat16", "mixed_float16"),
         help="dtype policy (default float32; mixed_bfloat16 is fast on CPU)",
     )
-    p.add_argument("--loss", choices=("ce", "ce_dice"), help="ce (seed) or ce_dice")
+    p.add_argument(
+        "--loss",
+        choices=("ce", "ce_dice", "ce_region_dice"),
+        help="ce (seed), ce_dice (+ soft Dice per class) or ce_region_dice (+ soft Dice per BraTS region)",
+    )
     p.add_argument("--augment", choices=("none", "flips", "robust"), help="augmentation preset")
     p.add_argument("--seed", type=int, help="random seed (default 0)")
     p.add_argument("--patience", type=int, help="early-stopping patience in epochs (default 8)")

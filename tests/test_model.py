@@ -137,3 +137,18 @@ config = training.TrainConfig(
 )
 training.train(config, dirs[:4], dirs[4:5], Path("{out}"), cache_dir=Path("{cache}"), verbose=0)
 """
+
+
+def test_region_dice_loss_scores_the_brats_regions():
+    from neuroinsight.training import LOSS_FUNCTIONS, LOSSES, region_dice_loss
+
+    classes = np.zeros((1, 4, 4), np.int64)
+    classes[0, 0, :2] = 1  # necrosis
+    classes[0, 1, :2] = 3  # enhancing
+    classes[0, 2] = 2  # edema
+    truth = np.eye(4, dtype=np.float32)[classes]
+    assert float(region_dice_loss(truth, truth, smooth=0.0)) == pytest.approx(0.0, abs=1e-6)
+    # Necrosis and enhancing swapped: WT and TC are still perfect, ET has no overlap at all.
+    swapped = np.eye(4, dtype=np.float32)[np.select([classes == 1, classes == 3], [3, 1], classes)]
+    assert float(region_dice_loss(truth, swapped, smooth=0.0)) == pytest.approx(1 / 3, abs=1e-6)
+    assert set(LOSS_FUNCTIONS) == set(LOSSES)  # every accepted name has a loss
