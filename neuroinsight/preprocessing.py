@@ -238,8 +238,8 @@ def bounding_box(mask: NDArray) -> tuple[slice, slice, slice]:
     Fortran-ordered volume, the layout of label maps here.
     """
     z = np.nonzero(mask.any(axis=(0, 1)))[0]
-    slab = mask[:, :, z[0] : z[-1] + 1]
-    x, y = np.nonzero(slab.any(axis=(1, 2)))[0], np.nonzero(slab.any(axis=(0, 2)))[0]
+    in_plane = mask[:, :, z[0] : z[-1] + 1].any(axis=2)  # one pass over the slab, then 2-D work
+    x, y = np.nonzero(in_plane.any(axis=1))[0], np.nonzero(in_plane.any(axis=0))[0]
     return slice(int(x[0]), int(x[-1]) + 1), slice(int(y[0]), int(y[-1]) + 1), slice(int(z[0]), int(z[-1]) + 1)
 
 
