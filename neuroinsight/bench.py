@@ -214,12 +214,13 @@ def bench_generator_vs_training(model_path: Path, data_dir: Path, quick: bool) -
                     ">= 3",
                 )
             )
+            # A whole epoch: without a cache each case is read once per epoch, so fewer batches
+            # would time one case's reading spread over too few slices.
             uncached = SliceDataset(folders, DEFAULT_PREPROCESS, batch_size=batch, cache_dir=None)
-            n = 2 if quick else 4
             started = time.perf_counter()
-            for i in range(n):
+            for i in range(len(uncached)):
                 uncached[i]
-            uncached_rate = n * batch / (time.perf_counter() - started)
+            uncached_rate = len(uncached.records) / (time.perf_counter() - started)
             figures.append(
                 Figure(
                     f"generator (no cache) / training step, batch {batch}",

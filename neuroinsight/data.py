@@ -107,7 +107,7 @@ class SliceDataset(_PyDataset):
         shuffle: Reshuffle the slice order at the end of every epoch (seed: yes).
         augment: Random transforms for training; ``NO_AUGMENT`` for validation.
         seed: Seed of the dataset's own random generator (order and augmentation).
-        cache_dir: Memory-mapped cache folder; None re-reads NIfTI files per batch.
+        cache_dir: Memory-mapped cache folder; None re-reads each case's NIfTI files once per epoch.
         **kwargs: Passed to ``keras.utils.PyDataset`` (``workers``, ``use_multiprocessing``).
     """
 
@@ -146,9 +146,7 @@ class SliceDataset(_PyDataset):
                 "(are the volumes shorter than the slice range?). Use another preset or slice range."
             )
         self.records = np.array([(c, s) for c, n in enumerate(counts) for s in range(n)], dtype=np.int64)
-        self.order = np.arange(len(self.records))
-        if shuffle:
-            self._rng.shuffle(self.order)
+        self.order = self._shuffled() if shuffle else np.arange(len(self.records))
 
     def _case(self, index: int) -> CaseSlices:
         if index not in self._cases:
@@ -176,7 +174,21 @@ class SliceDataset(_PyDataset):
 
     def on_epoch_end(self) -> None:
         if self.shuffle:
-            self._rng.shuffle(self.order)
+            self.order = self._shuffled()
+
+    def _shuffled(self) -> NDArray[np.int64]:
+        """A fresh random order of the records for an epoch.
+
+        With a cache every slice is equally cheap, so the order is a plain permutation.
+        Without one a case is read from disk whenever a batch needs a case not in memory,
+        so cases come in random order, each with its slices shuffled and kept together:
+        every case is read once per epoch (as the seed's generator reads whole patients)
+        instead of once per slice.
+        """
+        if self.cache_dir is not None:
+            return self._rng.permutation(len(self.records))
+        cases = self._rng.permutation(len(self.case_dirs))
+        return np.concatenate([self._rng.permutation(np.nonzero(self.records[:, 0] == c)[0]) for c in cases])
 
 
 # --------------------------------------------------------------------------- splits

@@ -310,7 +310,7 @@ def train(
         train_dirs: Training case folders.
         val_dirs: Validation case folders (model selection, early stopping).
         out: Path of the best model (``.keras``).
-        cache_dir: Preprocessed-slice cache (None: re-read NIfTI per batch, slow).
+        cache_dir: Preprocessed-slice cache (None: re-read each case's NIfTI files every epoch).
         resume: Continue a killed run from its backup; otherwise start afresh.
         strategy: ``auto``, ``none`` or ``mirrored``.
         verbose: Keras progress-bar setting.

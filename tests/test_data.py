@@ -93,3 +93,15 @@ def test_inner_split_of_a_fold_keeps_every_non_test_patient():
         split = split_cases(grades, n_folds=4, fold=k)
         assert len(split["val"]) == 1
         assert len(split["train"]) + len(split["val"]) + len(split["test"]) == len(grades)
+
+
+def test_uncached_epochs_read_each_case_once(phantom_data_dir):
+    dirs = io.list_cases(phantom_data_dir)[:3]
+    data = SliceDataset(dirs, CONFIG, batch_size=4, seed=1, cache_dir=None)
+    for _ in range(2):
+        order = data.order.copy()
+        assert sorted(order) == list(range(len(data.records)))  # every slice once per epoch
+        cases = data.records[order, 0]
+        assert np.count_nonzero(np.diff(cases)) == len(dirs) - 1  # each case's slices come together
+        data.on_epoch_end()
+    assert not np.array_equal(order, data.order)
