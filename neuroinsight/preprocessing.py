@@ -154,7 +154,10 @@ class PreparedVolume:
         if n == 0:
             return out
         # OpenCV interleaves planes ~6x faster than np.stack(axis=-1).
-        cv2.merge(parts, dst=out.reshape(n * rows, cols, n_channels))
+        if out.flags.c_contiguous:
+            cv2.merge(parts, dst=out.reshape(n * rows, cols, n_channels))
+        else:  # OpenCV writes only into contiguous memory
+            out[...] = cv2.merge(parts).reshape(out.shape)
         return out
 
 
@@ -170,7 +173,6 @@ def brain_mask(images: Mapping[str, NDArray], pool: Executor | None = None) -> N
     axes = tuple(i for i, stride in enumerate(volumes[0].strides) if stride < 0)
     unflipped = [np.flip(volume, axes) for volume in volumes]
     mask = np.empty_like(unflipped[0], dtype=bool)  # same memory layout as the volumes
-
     slowest = int(np.argmax(mask.strides))  # slabs across the slowest-varying axis are contiguous
 
     def fill(start: int) -> None:

@@ -102,6 +102,8 @@ def test_batch_is_the_channels_stacked_last():
         into = prepared.batch(index, out=buffer[: len(index)])
         assert np.shares_memory(into, buffer) or len(index) == 0
         np.testing.assert_array_equal(into, expected)
+    strided = np.zeros((6, buffer.shape[1], 2 * buffer.shape[2], buffer.shape[3]), np.float32)[:, :, ::2]
+    np.testing.assert_array_equal(prepared.batch(np.arange(6), out=strided), prepared.slices[:6])
 
 
 def _prepare_by_definition(images, config):
