@@ -128,7 +128,7 @@ def bench_segment_vs_forward(model_path: Path, data_dir: Path, repeats: int) -> 
     a user's upload), else a 240x240x155 phantom; the model is the one ``segment`` picks for
     it. The two timings alternate, so drifting machine load affects both alike.
     """
-    from neuroinsight.inference import DEFAULT_POSTPROCESS, Segmenter, choose_model
+    from neuroinsight.inference import BATCH_SLICES, DEFAULT_POSTPROCESS, Segmenter, choose_model
 
     cases = io.list_cases(data_dir) if data_dir.is_dir() else []
     with tempfile.TemporaryDirectory() as tmp:
@@ -155,7 +155,7 @@ def bench_segment_vs_forward(model_path: Path, data_dir: Path, repeats: int) -> 
 
         prepared = segmenter.prepare(case)
         todo = np.nonzero(prepared.has_brain)[0]
-        batches = [prepared.batch(todo[i : i + 16]) for i in range(0, len(todo), 16)]
+        batches = [prepared.batch(todo[i : i + BATCH_SLICES]) for i in range(0, len(todo), BATCH_SLICES)]
 
         def forward_only() -> None:
             for batch in batches:

@@ -224,12 +224,11 @@ def one_hot(classes: NDArray, n_classes: int = N_CLASSES) -> NDArray[np.float32]
 
 def brain_box(mask: NDArray[np.bool_], margin: int) -> CropBox:
     """Smallest square around the brain in the axial plane, plus ``margin`` voxels."""
-    in_plane = mask.any(axis=2)
-    xs, ys = np.nonzero(in_plane.any(axis=1))[0], np.nonzero(in_plane.any(axis=0))[0]
-    if xs.size == 0:
+    if not mask.any():
         return CropBox(0, 0, mask.shape[0], mask.shape[1])
-    side = max(xs[-1] - xs[0], ys[-1] - ys[0]) + 1 + 2 * margin
-    cx, cy = (xs[0] + xs[-1] + 1) // 2, (ys[0] + ys[-1] + 1) // 2
+    xs, ys, _ = bounding_box(mask)
+    side = max(xs.stop - xs.start, ys.stop - ys.start) + 2 * margin
+    cx, cy = (xs.start + xs.stop) // 2, (ys.start + ys.stop) // 2
     return CropBox(int(cx - side // 2), int(cy - side // 2), int(side), int(side))
 
 
@@ -292,7 +291,7 @@ def prepare_volume(images: Mapping[str, NDArray], config: PreprocessConfig) -> P
     a value (the brain, or the whole volume for the seed's pipeline), so ``x`` and
     ``inside`` are resized plane by plane (each plane stays in cache; the sums for the
     statistics are taken on the way) and combined at the network's resolution.
-    Modalities run in parallel threads (NumPy and OpenCV release the GIL).
+    The planes are split between two threads (NumPy and OpenCV release the GIL).
 
     Args:
         images: Canonical ``(X, Y, Z)`` volumes by modality name; must contain

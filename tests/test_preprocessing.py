@@ -166,3 +166,12 @@ def test_bounding_box_matches_find_objects(order):
         mask = np.zeros((30, 25, 20), bool, order=order)
         mask[tuple(rng.integers(0, s, 4) for s in mask.shape)] = True
         assert pp.bounding_box(mask) == ndimage.find_objects(mask.astype(np.uint8))[0]
+
+
+def test_brain_box_is_the_centred_square_around_the_brain():
+    mask = np.zeros((40, 30, 10), bool)
+    mask[10:20, 5:11, 3:6] = True  # x 10..19 (10 wide), y 5..10 (6 wide)
+    assert pp.brain_box(mask, margin=2) == pp.CropBox(
+        x0=8, y0=1, size_x=14, size_y=14
+    )  # centre (15, 8), side 10 + 2 * 2
+    assert pp.brain_box(np.zeros((8, 6, 4), bool), margin=2) == pp.CropBox(0, 0, 8, 6)
