@@ -434,21 +434,21 @@ def _add_crossval(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--select", choices=("best", "last"), default="last", help="epoch kept per run (default last)")
     p.add_argument("--seed", type=int, default=0, help="fold and training seed (default 0)")
     p.add_argument("--work", type=Path, default=Path("runs/crossval"), help="folder for the fold models")
-    p.add_argument("--out", type=Path, required=True, help="CSV with one row per preset, post, fold, case, region")
+    p.add_argument("--reuse-models", action="store_true", help="score fold models already in --work, train the rest")
+    p.add_argument("--tta", action="store_true", help="score every fold without and with flip test-time augmentation")
+    p.add_argument("--out", type=Path, required=True, help="CSV: one row per preset, tta, post, fold, case, region")
     p.set_defaults(run=_run_crossval)
 
 
 def _run_crossval(args: argparse.Namespace) -> int:
-    from neuroinsight.crossval import run_crossval
-    from neuroinsight.inference import NO_POSTPROCESS, PostprocessConfig
-    from neuroinsight.metrics import summarise
+    from neuroinsight.crossval import POST_VARIANTS, run_crossval, summary_table
     from neuroinsight.pipeline import rows_to_csv
 
     settings = _settings(args)
     overrides = {"batch_size": args.batch_size, "precision": args.precision, "select": args.select}
     if args.epochs:
         overrides["epochs"] = args.epochs
-    posts = {"none": NO_POSTPROCESS, "largest": PostprocessConfig(largest_component_only=True)}
+    tta_options = (False, True) if args.tta else (False,)
     rows = run_crossval(
         settings.data_dir,
         args.presets,
@@ -456,25 +456,34 @@ def _run_crossval(args: argparse.Namespace) -> int:
         n_folds=args.folds,
         seed=args.seed,
         overrides=overrides,
-        posts=posts,
+        posts=POST_VARIANTS,
         precision=args.precision,
         cache_dir=settings.cache_dir,
         folds=args.only_folds,
+        tta_options=tta_options,
+        reuse_models=args.reuse_models,
         progress=print,
     )
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    columns = ["preset", "post", "fold"]
-    text = rows_to_csv(rows, extra_columns=columns)
-    args.out.write_text(text)
-    for preset in args.presets:
-        for post in posts:
-            summary = summarise(r for r in rows if r["preset"] == preset and r["post"] == post)
-            cells = "  ".join(
-                f"{region} Dice {summary[region]['dice']['mean']:.3f}±{summary[region]['dice']['std']:.3f} "
-                f"HD95 {summary[region]['hd95_mm']['mean']:.1f}±{summary[region]['hd95_mm']['std']:.1f}"
-                for region in ("WT", "TC", "ET")
-            )
-            print(f"{preset:<9} {post:<8} {cells}")
+    args.out.write_text(rows_to_csv(rows, extra_columns=["preset", "tta", "post", "fold"]))
+    print(summary_table(rows))
+    return 0
+
+
+def _add_crossval_table(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("crossval-table", help="Markdown summary of cross-validation CSVs (e.g. one per fold)")
+    p.add_argument("csv", type=Path, nargs="+", help="CSV files written by crossval --out")
+    p.add_argument("--volume-tolerance", type=float, default=25.0, help="WT volume error counted as within (%%)")
+    p.set_defaults(run=_run_crossval_table)
+
+
+def _run_crossval_table(args: argparse.Namespace) -> int:
+    from neuroinsight.crossval import read_rows, summary_table
+
+    missing = [str(p) for p in args.csv if not p.is_file()]
+    if missing:
+        raise InputError(f"Not found: {', '.join(missing)}.")
+    print(summary_table(read_rows(args.csv), volume_tolerance_pct=args.volume_tolerance))
     return 0
 
 
@@ -515,6 +524,7 @@ COMMANDS = (
     _add_report,
     _add_fit_grader,
     _add_crossval,
+    _add_crossval_table,
     _add_bench,
 )
 

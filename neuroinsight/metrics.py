@@ -28,7 +28,16 @@ BRATS_REGIONS: dict[str, tuple[int, ...]] = {"WT": (1, 2, 4), "TC": (1, 4), "ET"
 #: Sub-regions reported as volumes, with their labels.
 VOLUME_REGIONS: dict[str, tuple[int, ...]] = {"NCR": (1,), "ED": (2,), "ET": (4,), "WT": (1, 2, 4), "TC": (1, 4)}
 HD95_EMPTY_MM = 373.13
-METRIC_NAMES = ("dice", "iou", "sensitivity", "specificity", "precision", "hd95_mm", "volume_diff_ml")
+METRIC_NAMES = (
+    "dice",
+    "iou",
+    "sensitivity",
+    "specificity",
+    "precision",
+    "hd95_mm",
+    "volume_diff_ml",
+    "volume_error_pct",
+)
 
 
 @dataclass(frozen=True)
@@ -42,6 +51,8 @@ class RegionScores:
     precision: float
     hd95_mm: float
     volume_diff_ml: float
+    #: ``100 (predicted - true) / true`` volume; NaN when the truth is empty (undefined).
+    volume_error_pct: float
 
     def to_dict(self) -> dict[str, float]:
         """Plain dict (JSON/CSV-ready)."""
@@ -122,6 +133,7 @@ def score_region(pred: NDArray[np.bool_], ref: NDArray[np.bool_], *, spacing_mm:
         precision=1.0 if tp + fp == 0 else tp / (tp + fp),
         hd95_mm=compute_hd95(pred, ref, spacing_mm=spacing_mm),
         volume_diff_ml=(int(pred.sum()) - int(ref.sum())) * voxel_ml,
+        volume_error_pct=100.0 * (int(pred.sum()) - int(ref.sum())) / int(ref.sum()) if ref.any() else math.nan,
     )
 
 
@@ -170,10 +182,11 @@ def confusion_matrix(
 
 
 def summarise(rows: Iterable[Mapping[str, object]]) -> dict[str, dict[str, dict[str, float]]]:
-    """Mean, median and standard deviation of each metric per region over case rows.
+    """Mean, median and sample standard deviation of each metric per region over case rows.
 
     Args:
-        rows: Dicts with a ``region`` key and the ``METRIC_NAMES`` keys.
+        rows: Dicts with a ``region`` key and ``METRIC_NAMES`` keys (missing ones are skipped:
+            CSVs written before a metric existed).
 
     Returns:
         ``{region: {metric: {"mean", "median", "std", "n"}}}``.
@@ -182,6 +195,8 @@ def summarise(rows: Iterable[Mapping[str, object]]) -> dict[str, dict[str, dict[
     for row in rows:
         region = str(row["region"])
         for metric in METRIC_NAMES:
+            if row.get(metric) in (None, ""):
+                continue
             value = float(row[metric])  # type: ignore[arg-type]
             if not math.isnan(value):
                 grouped.setdefault(region, {}).setdefault(metric, []).append(value)
@@ -190,7 +205,7 @@ def summarise(rows: Iterable[Mapping[str, object]]) -> dict[str, dict[str, dict[
             metric: {
                 "mean": float(np.mean(values)),
                 "median": float(np.median(values)),
-                "std": float(np.std(values)),
+                "std": float(np.std(values, ddof=1)) if len(values) > 1 else 0.0,
                 "n": float(len(values)),
             }
             for metric, values in metrics.items()

@@ -7,7 +7,10 @@ import json
 import pytest
 
 from neuroinsight import io
-from neuroinsight.crossval import run_crossval
+from neuroinsight.cli import main
+from neuroinsight.crossval import POST_VARIANTS, run_crossval
+from neuroinsight.metrics import METRIC_NAMES
+from neuroinsight.pipeline import rows_to_csv
 from neuroinsight.preprocessing import PreprocessConfig
 
 
@@ -38,3 +41,54 @@ def test_crossval_scores_each_patient_once(phantom_data_dir, tmp_path):
         info = (tmp_path / "work" / f"improved_fold{fold}.json").read_text()
         split = json.loads(info)["split"]
         assert not set(split["test"]) & (set(split["train"]) | set(split["val"]))
+
+    # Scoring new inference variants of the finished run keeps its models untouched.
+    models = sorted((tmp_path / "work").glob("improved_fold*.keras"))
+    stamps = [m.stat().st_mtime_ns for m in models]
+    rescored = run_crossval(
+        phantom_data_dir,
+        ["improved"],
+        tmp_path / "work",
+        n_folds=3,
+        overrides=overrides,
+        precision="float32",
+        posts=POST_VARIANTS,
+        tta_options=(False, True),
+        reuse_models=True,
+    )
+    assert [m.stat().st_mtime_ns for m in models] == stamps
+    assert len(rescored) == len(cases) * 3 * 2 * len(POST_VARIANTS)
+    plain = {(r["case"], r["region"]): r["dice"] for r in rows}
+    for r in rescored:
+        if (r["tta"], r["post"]) == ("off", "none"):
+            assert r["dice"] == plain[r["case"], r["region"]]  # same model, same prediction
+
+
+def _row(preset: str, tta: str, post: str, case: str, region: str, dice: float, volume_error: float) -> dict:
+    scores = {**dict.fromkeys(METRIC_NAMES, 0.0), "dice": dice, "volume_error_pct": volume_error}
+    keys = {"preset": preset, "tta": tta, "post": post, "fold": 0, "case": case, "model": "m", "region": region}
+    return {**keys, **scores}
+
+
+def test_crossval_table_summarises_each_variant_over_patients(tmp_path, capsys):
+    rows = [
+        _row("four", "off", "none", case, region, dice, error)
+        for case, dice, error in (("a", 0.6, 10.0), ("b", 0.8, -30.0), ("c", 1.0, 25.0))
+        for region in ("WT", "TC", "ET")
+    ]
+    rows += [{**r, "post": "largest", "dice": 0.5} for r in rows]
+    # Two CSVs, as written by one process per fold, read back as strings.
+    (tmp_path / "a.csv").write_text(rows_to_csv(rows[:9], extra_columns=["preset", "tta", "post", "fold"]))
+    (tmp_path / "b.csv").write_text(rows_to_csv(rows[9:], extra_columns=["preset", "tta", "post", "fold"]))
+    assert main(["crossval-table", str(tmp_path / "a.csv"), str(tmp_path / "b.csv")]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert len(lines) == 4  # header, rule, one line per variant
+    largest, none = lines[2], lines[3]
+    assert largest.startswith("| four | off | largest | 3 | 0.500 ± 0.000 |")
+    assert none.startswith("| four | off | none | 3 | 0.800 ± 0.200 |")  # sample SD of 0.6, 0.8, 1.0
+    assert none.endswith("| 2/3 |")  # |volume error| <= 25 % for a and c
+
+
+def test_crossval_table_names_a_missing_file(tmp_path, capsys):
+    assert main(["crossval-table", str(tmp_path / "nope.csv")]) == 2
+    assert "nope.csv" in capsys.readouterr().err

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 
@@ -25,6 +27,10 @@ def test_dice_iou_and_rates_on_known_masks():
     assert s.precision == pytest.approx(0.5)
     assert s.specificity == pytest.approx(1 - 32 / (1000 - 64))
     assert s.volume_diff_ml == 0.0
+    assert s.volume_error_pct == 0.0
+    larger = metrics.score_region(_cube((10, 10, 10), (0, 0, 0), 5), ref, spacing_mm=(2, 1, 1))
+    assert larger.volume_diff_ml == pytest.approx((125 - 64) * 2 / 1000)
+    assert larger.volume_error_pct == pytest.approx(100 * (125 - 64) / 64)
 
 
 def test_empty_mask_conventions():
@@ -36,6 +42,8 @@ def test_empty_mask_conventions():
     assert (missed.dice, missed.hd95_mm) == (0.0, metrics.HD95_EMPTY_MM)
     invented = metrics.score_region(some, empty, spacing_mm=(1, 1, 1))
     assert (invented.dice, invented.hd95_mm) == (0.0, metrics.HD95_EMPTY_MM)
+    assert math.isnan(invented.volume_error_pct) and math.isnan(both.volume_error_pct)  # no true volume
+    assert missed.volume_error_pct == -100.0
 
 
 def test_hd95_uses_the_spacing():
@@ -96,3 +104,5 @@ def test_summarise_gives_mean_median_std():
     summary = metrics.summarise(rows)
     assert summary["WT"]["dice"]["mean"] == pytest.approx(0.5)
     assert summary["WT"]["dice"]["median"] == pytest.approx(0.4)
+    assert summary["WT"]["dice"]["std"] == pytest.approx(np.std([0.2, 0.4, 0.9], ddof=1))  # over patients
+    assert summary["WT"]["dice"]["n"] == 3
