@@ -474,16 +474,26 @@ def _add_crossval_table(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("crossval-table", help="Markdown summary of cross-validation CSVs (e.g. one per fold)")
     p.add_argument("csv", type=Path, nargs="+", help="CSV files written by crossval --out")
     p.add_argument("--volume-tolerance", type=float, default=25.0, help="WT volume error counted as within (%%)")
+    p.add_argument(
+        "--patients",
+        nargs=3,
+        metavar=("PRESET", "TTA", "POST"),
+        help="also one line per patient for this variant, e.g. four off largest",
+    )
     p.set_defaults(run=_run_crossval_table)
 
 
 def _run_crossval_table(args: argparse.Namespace) -> int:
-    from neuroinsight.crossval import read_rows, summary_table
+    from neuroinsight.crossval import patient_table, read_rows, summary_table
 
     missing = [str(p) for p in args.csv if not p.is_file()]
     if missing:
         raise InputError(f"Not found: {', '.join(missing)}.")
-    print(summary_table(read_rows(args.csv), volume_tolerance_pct=args.volume_tolerance))
+    rows = read_rows(args.csv)
+    print(summary_table(rows, volume_tolerance_pct=args.volume_tolerance))
+    if args.patients:
+        print()
+        print(patient_table(rows, tuple(args.patients)))
     return 0
 
 

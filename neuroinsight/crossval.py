@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from neuroinsight import io
+from neuroinsight.errors import InputError
 from neuroinsight.inference import NO_POSTPROCESS, PostprocessConfig, Segmenter, postprocess
 from neuroinsight.metrics import score_case, summarise
 from neuroinsight.pipeline import score_rows
@@ -126,29 +127,73 @@ def read_rows(paths: Iterable[Path]) -> list[dict[str, str]]:
     return rows
 
 
+def _variant(row: Mapping[str, object]) -> tuple[str, str, str]:
+    """``(preset, tta, post)`` of a row; CSVs written before TTA was scored have no tta column."""
+    return str(row["preset"]), str(row.get("tta") or "off"), str(row["post"])
+
+
+def _markdown(header: Sequence[str], lines: Iterable[Sequence[str]]) -> str:
+    rows = [header, ["---"] * len(header), *lines]
+    return "\n".join("| " + " | ".join(cells) + " |" for cells in rows)
+
+
+def _mean_sd(summary: Mapping[str, Mapping[str, Mapping[str, float]]], region: str, metric: str, digits: int) -> str:
+    stats = summary.get(region, {}).get(metric)
+    return "n/a" if stats is None else f"{stats['mean']:.{digits}f} ± {stats['std']:.{digits}f}"
+
+
 def summary_table(rows: Sequence[Mapping[str, object]], *, volume_tolerance_pct: float = 25.0) -> str:
     """Markdown table, one line per (preset, tta, post): mean +- sample SD over patients.
 
     Columns: Dice and HD95 per BraTS region, and how many patients have a whole-tumor
     volume within ``volume_tolerance_pct`` of the truth.
     """
-
-    def key(row: Mapping[str, object]) -> tuple[str, str, str]:
-        return str(row["preset"]), str(row.get("tta") or "off"), str(row["post"])  # older CSVs: no tta
-
     regions = ("WT", "TC", "ET")
     header = ["preset", "TTA", "post-processing", "patients"]
     header += [f"{r} Dice" for r in regions] + [f"{r} HD95 mm" for r in regions]
     header.append(f"WT volume within {volume_tolerance_pct:g} %")
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    for group, members in itertools.groupby(sorted(rows, key=key), key=key):
+    lines = []
+    for variant, members in itertools.groupby(sorted(rows, key=_variant), key=_variant):
         members = list(members)
         summary = summarise(members)
         errors = [float(r["volume_error_pct"]) for r in members if r["region"] == "WT" and "volume_error_pct" in r]
         within = sum(abs(e) <= volume_tolerance_pct for e in errors if not math.isnan(e))
-        cells = [*group, f"{int(summary['WT']['dice']['n'])}"]
-        cells += [f"{summary[r]['dice']['mean']:.3f} ± {summary[r]['dice']['std']:.3f}" for r in regions]
-        cells += [f"{summary[r]['hd95_mm']['mean']:.1f} ± {summary[r]['hd95_mm']['std']:.1f}" for r in regions]
+        cells = [*variant, str(len({r["case"] for r in members}))]
+        cells += [_mean_sd(summary, r, "dice", 3) for r in regions]
+        cells += [_mean_sd(summary, r, "hd95_mm", 1) for r in regions]
         cells.append(f"{within}/{len(errors)}" if errors else "n/a")
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines)
+        lines.append(cells)
+    return _markdown(header, lines)
+
+
+def site_of(case_id: str) -> str:
+    """The contributing site in a BraTS id (``Brats18_TCIA01_201_1`` -> ``TCIA01``)."""
+    parts = case_id.split("_")
+    return parts[1] if len(parts) >= 3 else case_id
+
+
+def patient_table(rows: Sequence[Mapping[str, object]], variant: tuple[str, str, str]) -> str:
+    """Markdown table of one (preset, tta, post) variant, one line per test patient.
+
+    "site seen" says whether another patient of the same site was in the fold's
+    training or validation set: patients from unseen sites are the closest this data
+    comes to scans from another hospital.
+    """
+    chosen = [r for r in rows if _variant(r) == variant]
+    if not chosen:
+        raise InputError(f"No rows for preset/tta/post {'/'.join(variant)}.")
+    fold_of = {str(r["case"]): str(r["fold"]) for r in chosen}
+    cells: dict[str, dict[str, float]] = {}
+    for r in chosen:
+        cells.setdefault(str(r["case"]), {})[str(r["region"])] = float(r["dice"])
+        if r["region"] == "WT" and r.get("volume_error_pct") not in (None, ""):
+            cells[str(r["case"])]["volume"] = float(r["volume_error_pct"])  # type: ignore[arg-type]
+    header = ["patient", "fold", "site", "site seen", "WT Dice", "TC Dice", "ET Dice", "WT volume error %"]
+    lines = []
+    for case, scores in sorted(cells.items()):
+        seen = any(site_of(c) == site_of(case) for c, f in fold_of.items() if f != fold_of[case])
+        line = [case, fold_of[case], site_of(case), "yes" if seen else "no"]
+        line += [f"{scores.get(r, math.nan):.3f}" for r in ("WT", "TC", "ET")]
+        line.append(f"{scores['volume']:+.1f}" if "volume" in scores else "n/a")
+        lines.append(line)
+    return _markdown(header, lines)

@@ -64,31 +64,47 @@ def test_crossval_scores_each_patient_once(phantom_data_dir, tmp_path):
             assert r["dice"] == plain[r["case"], r["region"]]  # same model, same prediction
 
 
-def _row(preset: str, tta: str, post: str, case: str, region: str, dice: float, volume_error: float) -> dict:
+def _row(post: str, case: str, fold: int, region: str, dice: float, volume_error: float) -> dict:
     scores = {**dict.fromkeys(METRIC_NAMES, 0.0), "dice": dice, "volume_error_pct": volume_error}
-    keys = {"preset": preset, "tta": tta, "post": post, "fold": 0, "case": case, "model": "m", "region": region}
+    keys = {"preset": "four", "tta": "off", "post": post, "fold": fold, "case": case, "model": "m", "region": region}
     return {**keys, **scores}
 
 
 def test_crossval_table_summarises_each_variant_over_patients(tmp_path, capsys):
+    patients = (("Brats18_X_1_1", 0, 0.6, 10.0), ("Brats18_X_2_1", 1, 0.8, -30.0), ("Brats18_Y_3_1", 1, 1.0, 25.0))
     rows = [
-        _row("four", "off", "none", case, region, dice, error)
-        for case, dice, error in (("a", 0.6, 10.0), ("b", 0.8, -30.0), ("c", 1.0, 25.0))
+        _row("none", case, fold, region, dice, error)
+        for case, fold, dice, error in patients
         for region in ("WT", "TC", "ET")
     ]
     rows += [{**r, "post": "largest", "dice": 0.5} for r in rows]
     # Two CSVs, as written by one process per fold, read back as strings.
     (tmp_path / "a.csv").write_text(rows_to_csv(rows[:9], extra_columns=["preset", "tta", "post", "fold"]))
     (tmp_path / "b.csv").write_text(rows_to_csv(rows[9:], extra_columns=["preset", "tta", "post", "fold"]))
-    assert main(["crossval-table", str(tmp_path / "a.csv"), str(tmp_path / "b.csv")]) == 0
-    lines = capsys.readouterr().out.strip().splitlines()
+    csvs = [str(tmp_path / "a.csv"), str(tmp_path / "b.csv")]
+    assert main(["crossval-table", *csvs, "--patients", "four", "off", "none"]) == 0
+    summary, patients = capsys.readouterr().out.strip().split("\n\n")
+    lines = summary.splitlines()
     assert len(lines) == 4  # header, rule, one line per variant
     largest, none = lines[2], lines[3]
     assert largest.startswith("| four | off | largest | 3 | 0.500 ± 0.000 |")
     assert none.startswith("| four | off | none | 3 | 0.800 ± 0.200 |")  # sample SD of 0.6, 0.8, 1.0
-    assert none.endswith("| 2/3 |")  # |volume error| <= 25 % for a and c
+    assert none.endswith("| 2/3 |")  # |volume error| <= 25 % for the first and the last
+    # A site counts as seen when another fold (the training side) holds a patient of it.
+    assert patients.splitlines()[2:] == [
+        "| Brats18_X_1_1 | 0 | X | yes | 0.600 | 0.600 | 0.600 | +10.0 |",
+        "| Brats18_X_2_1 | 1 | X | yes | 0.800 | 0.800 | 0.800 | -30.0 |",
+        "| Brats18_Y_3_1 | 1 | Y | no | 1.000 | 1.000 | 1.000 | +25.0 |",
+    ]
 
 
-def test_crossval_table_names_a_missing_file(tmp_path, capsys):
+def test_crossval_table_names_a_missing_file_or_variant(tmp_path, capsys):
     assert main(["crossval-table", str(tmp_path / "nope.csv")]) == 2
     assert "nope.csv" in capsys.readouterr().err
+    old = _row("none", "Brats18_X_1_1", 0, "WT", 0.5, 1.0)
+    del old["tta"]  # CSVs written before TTA was scored
+    (tmp_path / "a.csv").write_text(rows_to_csv([old], ["preset", "post", "fold"]))
+    assert main(["crossval-table", str(tmp_path / "a.csv"), "--patients", "four", "off", "none"]) == 0
+    capsys.readouterr()
+    assert main(["crossval-table", str(tmp_path / "a.csv"), "--patients", "four", "flip", "none"]) == 2
+    assert "four/flip/none" in capsys.readouterr().err
