@@ -184,13 +184,15 @@ def bench_generator_vs_training(model_path: Path, data_dir: Path, quick: bool) -
     import keras
 
     from neuroinsight.data import SliceDataset
-    from neuroinsight.model import build_attention_unet, load_model, model_config_of
+    from neuroinsight.model import build_attention_unet, load_model, logits_view, model_config_of
     from neuroinsight.preprocessing import DEFAULT_PREPROCESS
+    from neuroinsight.training import cross_entropy
 
     folders = io.list_cases(data_dir)[: 2 if quick else 4]
     figures = []
-    model = build_attention_unet(model_config_of(load_model(model_path)), dtype_policy="mixed_bfloat16")
-    model.compile(optimizer=keras.optimizers.Adam(1e-3), loss="categorical_crossentropy")
+    network = build_attention_unet(model_config_of(load_model(model_path)), dtype_policy="mixed_bfloat16")
+    model = logits_view(network)  # the step `train` runs
+    model.compile(optimizer=keras.optimizers.Adam(1e-3), loss=cross_entropy)
     with tempfile.TemporaryDirectory() as tmp:
         for batch in (2, 16):
             cached = SliceDataset(folders, DEFAULT_PREPROCESS, batch_size=batch, cache_dir=Path(tmp))

@@ -172,6 +172,15 @@ def with_attention_outputs(model: keras.Model) -> keras.Model:
     return keras.Model(model.input, [model.output, *[gate.output[1] for gate in gates]])
 
 
+def logits_view(model: keras.Model) -> keras.Model:
+    """A model sharing ``model``'s weights that returns the pre-softmax logits ``(B, S, S, K)``.
+
+    Training uses it so that the cross-entropy is computed from logits
+    (:func:`neuroinsight.training.cross_entropy` says why); the saved network keeps its softmax.
+    """
+    return keras.Model(model.input, model.get_layer("logits").output, name=f"{model.name}_logits")
+
+
 def model_config_of(model: keras.Model) -> ModelConfig:
     """Read the architecture settings back from a built model."""
     _, size, _, channels = model.input_shape

@@ -38,7 +38,7 @@ from keras import ops
 from neuroinsight.augmentation import PRESETS, AugmentConfig
 from neuroinsight.data import SliceDataset
 from neuroinsight.errors import InputError
-from neuroinsight.model import ModelConfig, build_attention_unet, load_model
+from neuroinsight.model import ModelConfig, build_attention_unet, load_model, logits_view
 from neuroinsight.preprocessing import DEFAULT_PREPROCESS, N_CLASSES, SEED_PREPROCESS, PreprocessConfig
 
 logger = logging.getLogger(__name__)
@@ -164,10 +164,25 @@ def soft_dice_loss(y_true, y_pred, smooth: float = 1.0):
     return 1.0 - ops.mean(dice[1:])
 
 
-def ce_dice_loss(y_true, y_pred):
+def cross_entropy(y_true, logits):
+    """Categorical cross-entropy (the seed's loss), computed from the network's logits.
+
+    From logits because a saturated softmax otherwise stops training: Keras clips
+    probabilities at 1e-7 before the log, so a pixel whose true-class probability fell
+    below that has no gradient. TensorFlow hides this by recovering the logits from its
+    graph; under JAX every full-size model stalled at "all background" within a few
+    steps (bench/device/README.md).
+    """
+    return ops.mean(keras.losses.categorical_crossentropy(y_true, ops.cast(logits, "float32"), from_logits=True))
+
+
+def _probabilities(logits):
+    return ops.softmax(ops.cast(logits, "float32"), axis=-1)
+
+
+def ce_dice_loss(y_true, logits):
     """Categorical cross-entropy plus soft Dice: CE for calibration, Dice for the small classes."""
-    ce = ops.mean(keras.losses.categorical_crossentropy(y_true, y_pred))
-    return ce + soft_dice_loss(y_true, y_pred)
+    return cross_entropy(y_true, logits) + soft_dice_loss(y_true, _probabilities(logits))
 
 
 #: BraTS evaluation regions as model classes (label 4 is class 3).
@@ -189,13 +204,13 @@ def region_dice_loss(y_true, y_pred, smooth: float = 1.0):
     return 1.0 - ops.mean(ops.stack(scores))
 
 
-def ce_region_dice_loss(y_true, y_pred):
+def ce_region_dice_loss(y_true, logits):
     """Categorical cross-entropy plus soft Dice over the BraTS regions."""
-    ce = ops.mean(keras.losses.categorical_crossentropy(y_true, y_pred))
-    return ce + region_dice_loss(y_true, y_pred)
+    return cross_entropy(y_true, logits) + region_dice_loss(y_true, _probabilities(logits))
 
 
-LOSS_FUNCTIONS = {"ce": "categorical_crossentropy", "ce_dice": ce_dice_loss, "ce_region_dice": ce_region_dice_loss}
+#: Training losses by name; each takes the one-hot truth and the network's logits.
+LOSS_FUNCTIONS = {"ce": cross_entropy, "ce_dice": ce_dice_loss, "ce_region_dice": ce_region_dice_loss}
 
 
 class Overlap(keras.metrics.Metric):
@@ -336,7 +351,8 @@ def train(
         learning_rate = keras.optimizers.schedules.CosineDecay(config.learning_rate, steps, alpha=0.05)
     with distribution_scope(strategy):
         model = build_attention_unet(config.model, dtype_policy=config.precision)
-        model.compile(
+        trainer = logits_view(model)  # same weights; the losses take logits (see cross_entropy)
+        trainer.compile(
             optimizer=keras.optimizers.Adam(learning_rate),
             loss=LOSS_FUNCTIONS[config.loss],
             metrics=training_metrics(),
@@ -358,7 +374,7 @@ def train(
     if progress is not None:
         callbacks.append(_ProgressCallback(progress, config.epochs))
     started = time.perf_counter()
-    history = model.fit(
+    history = trainer.fit(
         train_data,
         validation_data=val_data,
         epochs=config.epochs,
@@ -369,10 +385,9 @@ def train(
     seconds = time.perf_counter() - started
     if config.select == "last" or not out.exists():  # (or every epoch was restored from backup)
         model.save(str(out))
-    # Ship weights only: the optimizer state would double the file for no use at inference.
     for path in {out, best}:
         if path.exists():
-            load_model(path).save(str(path))
+            _save_network(path, config)
     info = {
         "model": config.model.to_dict(),
         "preprocess": config.preprocess.to_dict(),
@@ -390,6 +405,17 @@ def train(
     return TrainResult(
         out, len(history.epoch), seconds, {k: [float(v) for v in vals] for k, vals in history.history.items()}
     )
+
+
+def _save_network(path: Path, config: TrainConfig) -> None:
+    """Rewrite a saved model as the softmax network alone.
+
+    Checkpoints hold the training view (logits) and the optimizer state, which would
+    double the file for no use at inference.
+    """
+    network = build_attention_unet(config.model, dtype_policy=config.precision)
+    network.set_weights(load_model(path).get_weights())
+    network.save(str(path))
 
 
 def read_history(log_path: Path) -> dict[str, list[float]]:

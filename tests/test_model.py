@@ -17,6 +17,7 @@ from neuroinsight.model import (
     ModelConfig,
     build_attention_unet,
     load_model,
+    logits_view,
     model_config_of,
     with_attention_outputs,
     with_precision,
@@ -64,6 +65,13 @@ def test_safe_mode_round_trip_gives_identical_outputs(tmp_path):
     assert gate.get_config()["inter_channels"] == 4
 
 
+def test_logits_view_shares_the_weights():
+    model = build_attention_unet(TINY)
+    x = np.random.default_rng(1).normal(size=(2, 32, 32, 2)).astype(np.float32)
+    logits = np.asarray(logits_view(model)(x))
+    np.testing.assert_allclose(np.asarray(keras.ops.softmax(logits)), np.asarray(model(x)), atol=1e-6)
+
+
 @pytest.mark.parametrize("policy", ["mixed_bfloat16", "mixed_float16"])
 def test_softmax_is_float32_under_mixed_precision(policy):
     model = with_precision(build_attention_unet(TINY), policy)
@@ -92,6 +100,9 @@ def test_training_lowers_the_loss_and_resumes(phantom_data_dir, tmp_path):
     assert losses[-1] < losses[0]
     assert out.exists() and json.loads(out.with_suffix(".json").read_text())["epochs_run"] == 3
     assert out.with_suffix(".best.keras").exists()  # the best-validation epoch is kept beside it
+    for path in (out, out.with_suffix(".best.keras")):  # trained on logits, saved with the softmax
+        probs = load_model(path).predict_on_batch(np.random.default_rng(0).normal(size=(2, 32, 32, 2)))
+        assert probs.shape == (2, 32, 32, 4) and np.allclose(probs.sum(-1), 1.0, atol=1e-3)
     log_rows = out.with_suffix(".log.csv").read_text().strip().splitlines()
     assert len(log_rows) == 1 + 3 and "val_dice_regions" in log_rows[0]
 
@@ -137,6 +148,17 @@ config = training.TrainConfig(
 )
 training.train(config, dirs[:4], dirs[4:5], Path("{out}"), cache_dir=Path("{cache}"), verbose=0)
 """
+
+
+def test_cross_entropy_keeps_its_gradient_when_the_softmax_saturates():
+    from neuroinsight.training import LOSS_FUNCTIONS, cross_entropy
+
+    truth = np.eye(4, dtype=np.float32)[[[[1]]]]  # one pixel of class 1
+    logits = np.array([[[[40.0, 0.0, 0.0, 0.0]]]], np.float32)  # P(class 1) ~ 4e-18
+    # Clipping probabilities at 1e-7 (Keras on softmax outputs under JAX) would give 16.1 and no gradient.
+    assert float(cross_entropy(truth, logits)) == pytest.approx(40.0, rel=1e-4)
+    for name, loss in LOSS_FUNCTIONS.items():  # every loss takes logits
+        assert float(loss(truth, logits)) >= 40.0, name
 
 
 def test_region_dice_loss_scores_the_brats_regions():
