@@ -24,15 +24,8 @@ def test_crossval_scores_each_patient_once(phantom_data_dir, tmp_path):
         "preprocess": PreprocessConfig(image_size=32, slice_range=(10, 30)),
         "precision": "float32",
     }
-    rows = run_crossval(
-        phantom_data_dir,
-        ["improved"],
-        tmp_path / "work",
-        n_folds=3,
-        overrides=overrides,
-        precision="float32",
-        cache_dir=tmp_path / "cache",
-    )
+    common = {"n_folds": 3, "overrides": overrides, "precision": "float32"}
+    rows = run_crossval(phantom_data_dir, ["improved"], tmp_path / "work", cache_dir=tmp_path / "cache", **common)
     cases = [p.name for p in io.list_cases(phantom_data_dir)]
     scored = sorted({(r["case"], r["fold"]) for r in rows})
     assert sorted(c for c, _ in scored) == sorted(cases)  # every patient tested exactly once
@@ -49,12 +42,10 @@ def test_crossval_scores_each_patient_once(phantom_data_dir, tmp_path):
         phantom_data_dir,
         ["improved"],
         tmp_path / "work",
-        n_folds=3,
-        overrides=overrides,
-        precision="float32",
         posts=POST_VARIANTS,
         tta_options=(False, True),
         reuse_models=True,
+        **common,
     )
     assert [m.stat().st_mtime_ns for m in models] == stamps
     assert len(rescored) == len(cases) * 3 * 2 * len(POST_VARIANTS)
