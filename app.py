@@ -6,7 +6,7 @@ import pandas as pd
 import streamlit as st
 
 from neuroinsight import history, ui
-from neuroinsight.inference import available_models, read_model_info
+from neuroinsight.inference import accuracy_text, available_models, read_model_info
 
 ui.page_header("NeuroInsight", ":material/neurology:")
 st.markdown(
@@ -57,8 +57,6 @@ else:
 
 st.subheader("The models")
 for path, modalities in available_models(ui.settings().models_dir):
-    dice = read_model_info(path).get("test_metrics", {}).get("dice", {})
-    measured = ", ".join(f"{r} {dice[r]:.3f}" for r in ("WT", "TC", "ET") if r in dice) or "not measured yet"
     inputs = " + ".join(m.upper() for m in modalities)
-    st.markdown(f"- **{path.name}** ({inputs}): mean Dice on held-out test patients {measured}.")
+    st.markdown(f"- **{path.name}** ({inputs}): {accuracy_text(read_model_info(path))}.")
 st.caption("Full details, data and measured numbers: models/MODEL_CARD.md and the About page.")

@@ -333,22 +333,23 @@ def _run_evaluate(args: argparse.Namespace) -> int:
 
 def _record_test_metrics(args: argparse.Namespace, rows: list[dict], summary: dict) -> None:
     """Write the evaluation's means into the JSON beside the one model that produced them."""
-    import json
+    from neuroinsight.inference import update_model_info
 
     models = {str(r["model"]) for r in rows}
     if len(models) != 1 or args.model is None:
         raise InputError("--record needs one model given with --model.")
-    sidecar = Path(args.model).with_suffix(".json")
-    info = json.loads(sidecar.read_text()) if sidecar.exists() else {}
-    info["test_metrics"] = {
-        "cases": sorted({str(r["case"]) for r in rows}),
-        "dice": {r: round(summary[r]["dice"]["mean"], 4) for r in ("WT", "TC", "ET")},
-        "hd95_mm": {r: round(summary[r]["hd95_mm"]["mean"], 2) for r in ("WT", "TC", "ET")},
-        "postprocess": _postprocess_of(args).__dict__,
-        "precision": args.precision or "mixed_bfloat16",
-        "command": "python -m neuroinsight " + " ".join(sys.argv[1:]),
-    }
-    sidecar.write_text(json.dumps(info, indent=2, sort_keys=True))
+    update_model_info(
+        args.model,
+        "test_metrics",
+        {
+            "cases": sorted({str(r["case"]) for r in rows}),
+            "dice": {r: round(summary[r]["dice"]["mean"], 4) for r in ("WT", "TC", "ET")},
+            "hd95_mm": {r: round(summary[r]["hd95_mm"]["mean"], 2) for r in ("WT", "TC", "ET")},
+            "postprocess": _postprocess_of(args).__dict__,
+            "precision": args.precision or "mixed_bfloat16",
+            "command": args.command_line,
+        },
+    )
 
 
 # --------------------------------------------------------------------------- report
@@ -474,26 +475,33 @@ def _add_crossval_table(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("crossval-table", help="Markdown summary of cross-validation CSVs (e.g. one per fold)")
     p.add_argument("csv", type=Path, nargs="+", help="CSV files written by crossval --out")
     p.add_argument("--volume-tolerance", type=float, default=25.0, help="WT volume error counted as within (%%)")
-    p.add_argument(
-        "--patients",
-        nargs=3,
-        metavar=("PRESET", "TTA", "POST"),
-        help="also one line per patient for this variant, e.g. four off largest",
-    )
+    p.add_argument("--variant", nargs=3, metavar=("PRESET", "TTA", "POST"), help="one variant, e.g. four off largest")
+    p.add_argument("--patients", action="store_true", help="also one line per patient of --variant")
+    p.add_argument("--record", type=Path, metavar="MODEL", help="store --variant's means in MODEL's JSON (app, PDF)")
     p.set_defaults(run=_run_crossval_table)
 
 
 def _run_crossval_table(args: argparse.Namespace) -> int:
-    from neuroinsight.crossval import patient_table, read_rows, summary_table
+    from neuroinsight.crossval import patient_table, read_rows, summary_table, variant_summary
+    from neuroinsight.inference import update_model_info
 
     missing = [str(p) for p in args.csv if not p.is_file()]
     if missing:
         raise InputError(f"Not found: {', '.join(missing)}.")
+    if (args.patients or args.record) and not args.variant:
+        raise InputError("--patients and --record need --variant PRESET TTA POST.")
+    if args.record and not args.record.exists():
+        raise InputError(f"Model {args.record} not found.")
     rows = read_rows(args.csv)
     print(summary_table(rows, volume_tolerance_pct=args.volume_tolerance))
     if args.patients:
         print()
-        print(patient_table(rows, tuple(args.patients)))
+        print(patient_table(rows, tuple(args.variant)))
+    if args.record:
+        summary = variant_summary(rows, tuple(args.variant))
+        summary["command"] = args.command_line
+        update_model_info(args.record, "crossval", summary)
+        print(f"\nRecorded in {args.record.with_suffix('.json')}")
     return 0
 
 
@@ -560,6 +568,7 @@ def main(argv: list[str] | None = None) -> int:
     """Run one command; return the process exit code."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     args = build_parser().parse_args(argv)
+    args.command_line = " ".join(["python -m neuroinsight", *(sys.argv[1:] if argv is None else argv)])
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
     )

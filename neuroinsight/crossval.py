@@ -172,6 +172,33 @@ def site_of(case_id: str) -> str:
     return parts[1] if len(parts) >= 3 else case_id
 
 
+def _rows_of(rows: Sequence[Mapping[str, object]], variant: tuple[str, str, str]) -> list[Mapping[str, object]]:
+    chosen = [r for r in rows if _variant(r) == variant]
+    if not chosen:
+        raise InputError(f"No rows for preset/tta/post {'/'.join(variant)}.")
+    return chosen
+
+
+def variant_summary(rows: Sequence[Mapping[str, object]], variant: tuple[str, str, str]) -> dict[str, object]:
+    """Mean and sample SD of Dice, and mean HD95, per region for one (preset, tta, post) variant.
+
+    The form stored as ``crossval`` in a model's JSON (``crossval-table --record``).
+    """
+    chosen = _rows_of(rows, variant)
+    summary = summarise(chosen)
+    regions = ("WT", "TC", "ET")
+    return {
+        "preset": variant[0],
+        "tta": variant[1],
+        "post": variant[2],
+        "folds": len({str(r["fold"]) for r in chosen}),
+        "patients": len({str(r["case"]) for r in chosen}),
+        "dice": {r: round(summary[r]["dice"]["mean"], 4) for r in regions},
+        "dice_sd": {r: round(summary[r]["dice"]["std"], 4) for r in regions},
+        "hd95_mm": {r: round(summary[r]["hd95_mm"]["mean"], 2) for r in regions},
+    }
+
+
 def patient_table(rows: Sequence[Mapping[str, object]], variant: tuple[str, str, str]) -> str:
     """Markdown table of one (preset, tta, post) variant, one line per test patient.
 
@@ -179,9 +206,7 @@ def patient_table(rows: Sequence[Mapping[str, object]], variant: tuple[str, str,
     training or validation set: patients from unseen sites are the closest this data
     comes to scans from another hospital.
     """
-    chosen = [r for r in rows if _variant(r) == variant]
-    if not chosen:
-        raise InputError(f"No rows for preset/tta/post {'/'.join(variant)}.")
+    chosen = _rows_of(rows, variant)
     fold_of = {str(r["case"]): str(r["fold"]) for r in chosen}
     cells: dict[str, dict[str, float]] = {}
     for r in chosen:

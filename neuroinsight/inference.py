@@ -305,3 +305,31 @@ def read_model_info(path: str | Path) -> dict:
     """The JSON written beside a model by training (``<model>.json``); empty if absent."""
     sidecar = Path(path).with_suffix(".json")
     return json.loads(sidecar.read_text()) if sidecar.exists() else {}
+
+
+def update_model_info(path: str | Path, key: str, value: dict) -> None:
+    """Set one entry of the JSON beside a model (e.g. measured metrics), keeping the rest."""
+    sidecar = Path(path).with_suffix(".json")
+    info = read_model_info(path)
+    info[key] = value
+    sidecar.write_text(json.dumps(info, indent=2, sort_keys=True))
+
+
+def accuracy_text(info: Mapping) -> str:
+    """The measured accuracy recorded in a model's JSON, as one sentence for users.
+
+    Cross-validated numbers (``crossval``) come first: they cover every patient; the
+    held-out test patients (``test_metrics``) are too few to stand alone.
+    """
+    parts = []
+    cv = info.get("crossval")
+    if cv:
+        cells = ", ".join(f"{r} {cv['dice'][r]:.2f} \u00b1 {cv['dice_sd'][r]:.2f}" for r in ("WT", "TC", "ET"))
+        parts.append(
+            f"mean Dice in {cv['folds']}-fold cross-validation of its recipe ({cv['patients']} patients) {cells}"
+        )
+    tested = info.get("test_metrics", {})
+    if tested.get("dice"):
+        cells = ", ".join(f"{r} {v:.3f}" for r, v in tested["dice"].items())
+        parts.append(f"on its {len(tested.get('cases', []))} held-out test patients {cells}")
+    return "; ".join(parts) if parts else "not measured yet"

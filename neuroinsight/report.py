@@ -21,6 +21,7 @@ from fpdf.enums import XPos, YPos
 
 from neuroinsight import __version__, viz
 from neuroinsight.grading import CAVEAT
+from neuroinsight.inference import accuracy_text
 from neuroinsight.pipeline import CaseResult
 
 DISCLAIMER = "For research and teaching. Not for diagnosis."
@@ -204,8 +205,6 @@ def build_pdf(
     pdf.heading("Method")
     pre = model_info.get("preprocess", {})
     size = pre.get("image_size", 128)
-    tested = model_info.get("test_metrics", {})
-    accuracy = ", ".join(f"{r} {v:.3f}" for r, v in tested.get("dice", {}).items()) or "not recorded"
     pdf.paragraph(
         "2-D Attention-UNet (Oktay et al. 2018) applied slice by slice on axial slices: encoder 32\u219264\u2192128, "
         "bottleneck 256, additive attention gates on every skip connection, 4-class softmax. "
@@ -213,7 +212,7 @@ def build_pdf(
         f"{'brain voxels' if pre.get('normalization', 'brain') == 'brain' else 'the whole volume'}, resized to "
         f"{size}\u00d7{size}; probabilities resized back to the scan's own grid. "
         f"Trained on {len(model_info.get('train_cases', [])) or 'the shared'} BraTS 2018 cases. "
-        f"Mean Dice on held-out test patients ({', '.join(tested.get('cases', [])) or 'see model card'}): {accuracy}. "
+        f"Measured accuracy: {accuracy_text(model_info)} (models/MODEL_CARD.md). "
         "Regions follow BraTS: WT = labels 1+2+4, TC = 1+4, ET = 4. Dice, IoU, sensitivity and specificity lie in "
         "0 \u2264 x \u2264 1 (higher is better); HD95 is in mm (lower is better)."
     )

@@ -7,7 +7,7 @@ import streamlit as st
 
 from neuroinsight import io, ui, viz
 from neuroinsight.data import split_cases
-from neuroinsight.inference import read_model_info
+from neuroinsight.inference import accuracy_text, read_model_info
 from neuroinsight.model import layer_table
 from neuroinsight.preprocessing import SEED_PREPROCESS
 from neuroinsight.training import read_history
@@ -101,10 +101,6 @@ if model_path.exists():
             viz.history_figure(history, ["val_dice_wt", "val_dice_tc", "val_dice_et", "val_dice_regions"], "Dice"),
             key="dice",
         )
-    tested = info.get("test_metrics", {})
-    if tested:
-        st.markdown(
-            "Held-out test patients: " + ", ".join(f"{k} Dice {v:.3f}" for k, v in tested.get("dice", {}).items())
-        )
+    st.markdown(f"Measured accuracy: {accuracy_text(info)}.")
 else:
     st.info("No model in the models folder; train one with `python -m neuroinsight train`.")

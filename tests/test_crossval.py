@@ -9,6 +9,7 @@ import pytest
 from neuroinsight import io
 from neuroinsight.cli import main
 from neuroinsight.crossval import POST_VARIANTS, run_crossval
+from neuroinsight.inference import accuracy_text, read_model_info, update_model_info
 from neuroinsight.metrics import METRIC_NAMES
 from neuroinsight.pipeline import rows_to_csv
 from neuroinsight.preprocessing import PreprocessConfig
@@ -73,8 +74,13 @@ def test_crossval_table_summarises_each_variant_over_patients(tmp_path, capsys):
     (tmp_path / "a.csv").write_text(rows_to_csv(rows[:9], extra_columns=["preset", "tta", "post", "fold"]))
     (tmp_path / "b.csv").write_text(rows_to_csv(rows[9:], extra_columns=["preset", "tta", "post", "fold"]))
     csvs = [str(tmp_path / "a.csv"), str(tmp_path / "b.csv")]
-    assert main(["crossval-table", *csvs, "--patients", "four", "off", "none"]) == 0
-    summary, patients = capsys.readouterr().out.strip().split("\n\n")
+    model = tmp_path / "m.keras"
+    model.write_bytes(b"")  # only its JSON sidecar is written
+    update_model_info(model, "train", {"epochs": 3})
+    assert (
+        main(["crossval-table", *csvs, "--variant", "four", "off", "none", "--patients", "--record", str(model)]) == 0
+    )
+    summary, patients, recorded = capsys.readouterr().out.strip().split("\n\n")
     lines = summary.splitlines()
     assert len(lines) == 4  # header, rule, one line per variant
     largest, none = lines[2], lines[3]
@@ -87,6 +93,14 @@ def test_crossval_table_summarises_each_variant_over_patients(tmp_path, capsys):
         "| Brats18_X_2_1 | 1 | X | yes | 0.800 | 0.800 | 0.800 | -30.0 |",
         "| Brats18_Y_3_1 | 1 | Y | no | 1.000 | 1.000 | 1.000 | +25.0 |",
     ]
+    # --record stores the variant's means beside the model, for the app and the PDF report.
+    info = read_model_info(model)
+    assert info["train"] == {"epochs": 3}  # the rest of the JSON is kept
+    cv = info["crossval"]
+    assert (cv["preset"], cv["tta"], cv["post"], cv["folds"], cv["patients"]) == ("four", "off", "none", 2, 3)
+    assert cv["dice"]["WT"] == pytest.approx(0.8) and cv["dice_sd"]["WT"] == pytest.approx(0.2)
+    assert "crossval-table" in cv["command"] and "m.json" in recorded
+    assert "2-fold cross-validation of its recipe (3 patients) WT 0.80 ± 0.20" in accuracy_text(info)
 
 
 def test_crossval_table_names_a_missing_file_or_variant(tmp_path, capsys):
@@ -95,7 +109,9 @@ def test_crossval_table_names_a_missing_file_or_variant(tmp_path, capsys):
     old = _row("none", "Brats18_X_1_1", 0, "WT", 0.5, 1.0)
     del old["tta"]  # CSVs written before TTA was scored
     (tmp_path / "a.csv").write_text(rows_to_csv([old], ["preset", "post", "fold"]))
-    assert main(["crossval-table", str(tmp_path / "a.csv"), "--patients", "four", "off", "none"]) == 0
+    assert main(["crossval-table", str(tmp_path / "a.csv"), "--variant", "four", "off", "none", "--patients"]) == 0
     capsys.readouterr()
-    assert main(["crossval-table", str(tmp_path / "a.csv"), "--patients", "four", "flip", "none"]) == 2
+    assert main(["crossval-table", str(tmp_path / "a.csv"), "--variant", "four", "flip", "none", "--patients"]) == 2
     assert "four/flip/none" in capsys.readouterr().err
+    assert main(["crossval-table", str(tmp_path / "a.csv"), "--patients"]) == 2
+    assert "--variant" in capsys.readouterr().err
