@@ -29,11 +29,14 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 #: Post-processing variants scored on the same predictions, so that each is on by default
-#: only where cross-validation shows it helps. Relabelling a small total enhancing volume as
-#: necrosis follows Isensee et al. (BraTS 2018): LGGs often have no enhancing tumor, and a
-#: few false-positive ET voxels there turn a Dice of 1 into 0.
+#: only where cross-validation shows it helps. Removing small components instead of all but
+#: the largest would keep a second lesion of a multifocal tumor. Relabelling a small total
+#: enhancing volume as necrosis follows Isensee et al. (BraTS 2018): LGGs often have no
+#: enhancing tumor, and a few false-positive ET voxels there turn a Dice of 1 into 0.
 POST_VARIANTS: dict[str, PostprocessConfig] = {
     "none": NO_POSTPROCESS,
+    "min1ml": PostprocessConfig(min_component_ml=1.0),
+    "min5ml": PostprocessConfig(min_component_ml=5.0),
     "largest": PostprocessConfig(largest_component_only=True),
     "largest_et0.5": PostprocessConfig(largest_component_only=True, min_enhancing_ml=0.5),
     "largest_et1": PostprocessConfig(largest_component_only=True, min_enhancing_ml=1.0),
