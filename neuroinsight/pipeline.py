@@ -98,6 +98,7 @@ def evaluate_folder(
     segmenter_for: Callable[[io.Case], Segmenter],
     *,
     post: PostprocessConfig = DEFAULT_POSTPROCESS,
+    tta: bool = False,
     label_out: Path | None = None,
     progress: Callable[[int, int], None] | None = None,
 ) -> list[dict[str, object]]:
@@ -107,6 +108,7 @@ def evaluate_folder(
         case_dirs: Case folders.
         segmenter_for: Picks the segmenter for a case (by its modalities).
         post: Post-processing settings.
+        tta: Left-right flip test-time augmentation.
         label_out: If given, each predicted label map is written there as ``<case>_pred.nii.gz``.
         progress: Called as ``progress(done, total)`` per case.
     """
@@ -115,7 +117,7 @@ def evaluate_folder(
         case = io.load_case(case_dir)
         if case.label is not None:
             segmenter = segmenter_for(case)
-            segmentation = segmenter.segment(case, attention=False, post=post)
+            segmentation = segmenter.segment(case, tta=tta, attention=False, post=post)
             if label_out is not None:
                 io.save_label_map(segmentation.labels, case, label_out / f"{case.case_id}_pred.nii.gz")
             scores = score_case(segmentation.labels, case.label, spacing_mm=case.spacing_mm)

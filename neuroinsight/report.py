@@ -204,13 +204,16 @@ def build_pdf(
 
     pdf.heading("Method")
     pre = model_info.get("preprocess", {})
+    tta_note = (
+        ", averaged with the left-right mirrored scan (test-time augmentation)" if seg.uncertainty is not None else ""
+    )
     size = pre.get("image_size", 128)
     pdf.paragraph(
         "2-D Attention-UNet (Oktay et al. 2018) applied slice by slice on axial slices: encoder 32\u219264\u2192128, "
         "bottleneck 256, additive attention gates on every skip connection, 4-class softmax. "
         f"Input: {', '.join(pre.get('modalities', seg.modalities))}, z-scored over "
         f"{'brain voxels' if pre.get('normalization', 'brain') == 'brain' else 'the whole volume'}, resized to "
-        f"{size}\u00d7{size}; probabilities resized back to the scan's own grid. "
+        f"{size}\u00d7{size}; probabilities resized back to the scan's own grid{tta_note}. "
         f"Trained on {len(model_info.get('train_cases', [])) or 'the shared'} BraTS 2018 cases. "
         f"Measured accuracy: {accuracy_text(model_info)} (models/MODEL_CARD.md). "
         "Regions follow BraTS: WT = labels 1+2+4, TC = 1+4, ET = 4. Dice, IoU, sensitivity and specificity lie in "

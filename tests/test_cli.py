@@ -49,11 +49,17 @@ def test_segment_and_evaluate_agree(phantom_data_dir, tiny_model_path, tmp_path,
     )
     assert code == 0
     printed = capsys.readouterr().out
-    assert "WT" in printed and "cm3" in printed
+    assert "WT" in printed and "cm3" in printed and "flip TTA" in printed
     seg = nib.load(out)
     assert seg.shape == nib.load(case_dir / "ph0_t1ce.nii.gz").shape
     assert set(np.unique(np.asarray(seg.dataobj))) <= {0, 1, 2, 4}
     assert (tmp_path / "u.nii.gz").exists()
+    # TTA is on by default; --no-tta turns it off (and the output says which ran).
+    args = ["--no-progress", "segment", str(case_dir), "--out", str(tmp_path / "s.nii.gz")]
+    assert main([*args, *tiny_model_args(tiny_model_path)]) == 0
+    assert "flip TTA" in capsys.readouterr().out
+    assert main([*args, *tiny_model_args(tiny_model_path), "--no-tta"]) == 0
+    assert "flip TTA" not in capsys.readouterr().out
 
     csv_path = tmp_path / "metrics.csv"
     code = main(

@@ -67,6 +67,7 @@ def test_report_text_holds_the_facts(result, grader, tmp_path):
     assert f"{result.hgg_probability:.0%}" in text and "AUC" in text
     assert DISCLAIMER in text
     assert "Dice" in text and "HD95" in text
+    assert "test-time augmentation" not in " ".join(text.split())  # this result ran without it
 
 
 @requires_poppler
@@ -104,7 +105,8 @@ def test_no_tumor_and_no_ground_truth_still_report(tiny_model_path, tmp_path):
 def test_report_with_only_t1ce_and_flair(tiny_model_path, tmp_path):
     case = small_case(seed=6)
     case.images = {m: case.images[m] for m in ("t1ce", "flair")}
-    result = analyse_case(case, Segmenter.from_path(tiny_model_path, precision="float32"))
+    result = analyse_case(case, Segmenter.from_path(tiny_model_path, precision="float32"), tta=True)
     text = _text(build_pdf(result, created=WHEN), tmp_path)
     assert "Modalities provided: T1CE, FLAIR" in text
+    assert "mirrored scan (test-time augmentation)" in " ".join(text.split())
     assert DISCLAIMER in text
