@@ -330,6 +330,6 @@ def accuracy_text(info: Mapping) -> str:
         )
     tested = info.get("test_metrics", {})
     if tested.get("dice"):
-        cells = ", ".join(f"{r} {v:.3f}" for r, v in tested["dice"].items())
+        cells = ", ".join(f"{r} {tested['dice'][r]:.3f}" for r in ("WT", "TC", "ET") if r in tested["dice"])
         parts.append(f"on its {len(tested.get('cases', []))} held-out test patients {cells}")
     return "; ".join(parts) if parts else "not measured yet"

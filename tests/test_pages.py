@@ -78,6 +78,15 @@ def test_home_lists_the_analysis_in_the_history(demo_session):
     assert "demo_case" in at.dataframe[0].value["case"].tolist()
 
 
+def test_home_states_each_models_measured_accuracy():
+    at = page("app.py").run()
+    lines = [m.value for m in at.markdown if ".keras" in m.value]
+    assert len(lines) == 2  # the two shipped models
+    for line in lines:  # cross-validated first, then the held-out test patients
+        assert "4-fold cross-validation of its recipe (12 patients) WT 0." in line
+        assert "on its 2 held-out test patients WT 0." in line
+
+
 def _upload(at: AppTest, files: list[tuple[str, bytes]]) -> AppTest:
     at.file_uploader[0].set_value([(name, data, "application/octet-stream") for name, data in files])
     next(b for b in at.button if b.label == "Load and segment").click().run()
