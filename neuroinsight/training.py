@@ -384,10 +384,9 @@ def train(
     )
     seconds = time.perf_counter() - started
     if config.select == "last" or not out.exists():  # (or every epoch was restored from backup)
-        model.save(str(out))
-    for path in {out, best}:
-        if path.exists():
-            _save_network(path, config)
+        model.save(str(out))  # the softmax network, never compiled: no optimizer state to strip
+    if best.exists():  # written by ModelCheckpoint: the training view with its optimizer state
+        _save_network(best, config)
     info = {
         "model": config.model.to_dict(),
         "preprocess": config.preprocess.to_dict(),
@@ -408,7 +407,7 @@ def train(
 
 
 def _save_network(path: Path, config: TrainConfig) -> None:
-    """Rewrite a saved model as the softmax network alone.
+    """Rewrite a checkpoint as the softmax network alone.
 
     Checkpoints hold the training view (logits) and the optimizer state, which would
     double the file for no use at inference.
