@@ -441,6 +441,8 @@ def _add_crossval(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--batch-size", type=int, default=16, help="slices per step (default 16)")
     p.add_argument("--precision", default="mixed_bfloat16", help="training and inference precision")
     p.add_argument("--select", choices=("best", "last"), default="last", help="epoch kept per run (default last)")
+    p.add_argument("--augment", choices=("none", "flips", "robust"), help="augmentation (results: P+AUGMENT)")
+    p.add_argument("--loss", choices=("ce", "ce_dice", "ce_region_dice"), help="loss (results named P+LOSS)")
     p.add_argument("--seed", type=int, default=0, help="fold and training seed (default 0)")
     p.add_argument("--work", type=Path, default=Path("runs/crossval"), help="folder for the fold models")
     p.add_argument("--reuse-models", action="store_true", help="score fold models already in --work, train the rest")
@@ -457,6 +459,7 @@ def _run_crossval(args: argparse.Namespace) -> int:
     overrides = {"batch_size": args.batch_size, "precision": args.precision, "select": args.select}
     if args.epochs:
         overrides["epochs"] = args.epochs
+    overrides.update({k: getattr(args, k) for k in ("augment", "loss") if getattr(args, k)})
     tta_options = (False, True) if args.tta else (False,)
     rows = run_crossval(
         settings.data_dir,
@@ -484,6 +487,7 @@ def _add_crossval_table(sub: argparse._SubParsersAction) -> None:
     p.add_argument("csv", type=Path, nargs="+", help="CSV files written by crossval --out")
     p.add_argument("--volume-tolerance", type=float, default=25.0, help="WT volume error counted as within (%%)")
     p.add_argument("--variant", nargs=3, metavar=("PRESET", "TTA", "POST"), help="one variant, e.g. four off largest")
+    p.add_argument("--group-by", nargs="+", default=["preset", "tta", "post"], help="columns of one table line")
     p.add_argument("--patients", action="store_true", help="also one line per patient of --variant")
     p.add_argument("--record", type=Path, metavar="MODEL", help="store --variant's means in MODEL's JSON (app, PDF)")
     p.set_defaults(run=_run_crossval_table)
@@ -501,7 +505,7 @@ def _run_crossval_table(args: argparse.Namespace) -> int:
     if args.record and not args.record.exists():
         raise InputError(f"Model {args.record} not found.")
     rows = read_rows(args.csv)
-    print(summary_table(rows, volume_tolerance_pct=args.volume_tolerance))
+    print(summary_table(rows, volume_tolerance_pct=args.volume_tolerance, group_by=args.group_by))
     if args.patients:
         print()
         print(patient_table(rows, tuple(args.variant)))
@@ -510,6 +514,37 @@ def _run_crossval_table(args: argparse.Namespace) -> int:
         summary["command"] = args.command_line
         update_model_info(args.record, "crossval", summary)
         print(f"\nRecorded in {args.record.with_suffix('.json')}")
+    return 0
+
+
+# --------------------------------------------------------------------------- robustness
+
+
+def _add_robustness(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("robustness", help="score fold models on their test patients under simulated site shifts")
+    p.add_argument("models", type=Path, nargs="+", help="models whose JSON lists test patients (crossval fold models)")
+    p.add_argument("--data", dest="data_dir", type=Path, help="BraTS data folder [default: NEUROINSIGHT_DATA]")
+    p.add_argument("--shifts", nargs="+", help="shifts to apply (default: none and every shift)")
+    p.add_argument("--tta", action="store_true", help="flip test-time augmentation (default off: the network alone)")
+    p.add_argument("--precision", default="mixed_bfloat16", help="inference precision")
+    p.add_argument("--out", type=Path, required=True, help="CSV: one row per model, shift, case, region")
+    p.set_defaults(run=_run_robustness)
+
+
+def _run_robustness(args: argparse.Namespace) -> int:
+    from neuroinsight.crossval import summary_table
+    from neuroinsight.pipeline import rows_to_csv
+    from neuroinsight.robustness import SHIFT_NAMES, evaluate_shifts
+
+    missing = [str(p) for p in args.models if not p.is_file()]
+    if missing:
+        raise InputError(f"Not found: {', '.join(missing)}.")
+    shifts = args.shifts or SHIFT_NAMES
+    data_dir = _settings(args).data_dir
+    rows = evaluate_shifts(args.models, data_dir, shifts, tta=args.tta, precision=args.precision, progress=print)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(rows_to_csv(rows, extra_columns=["preset", "fold", "shift"]))
+    print(summary_table(rows, group_by=("preset", "shift")))
     return 0
 
 
@@ -551,6 +586,7 @@ COMMANDS = (
     _add_fit_grader,
     _add_crossval,
     _add_crossval_table,
+    _add_robustness,
     _add_bench,
 )
 

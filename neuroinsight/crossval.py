@@ -63,7 +63,8 @@ def run_crossval(
 
     Args:
         data_dir: BraTS data folder with ``grades.csv``.
-        presets: Names from ``PRESET_CONFIGS``.
+        presets: Names from ``PRESET_CONFIGS``; rows and fold models are named by
+            :func:`recipe_name` (e.g. ``four+robust`` when ``overrides`` changes the augmentation).
         out_dir: Where each fold's model is written (``<preset>_fold<k>.keras``).
         n_folds: Number of folds.
         seed: Seed of the fold assignment and of training.
@@ -87,9 +88,10 @@ def run_crossval(
     rows: list[dict[str, object]] = []
     for preset in presets:
         config: TrainConfig = replace(PRESET_CONFIGS[preset], seed=seed, **(overrides or {}))
+        recipe = recipe_name(preset, config)
         for fold in folds if folds is not None else range(n_folds):
             split = split_cases(grades, n_val=1, seed=seed, n_folds=n_folds, fold=fold)
-            model_path = out_dir / f"{preset}_fold{fold}.keras"
+            model_path = out_dir / f"{recipe}_fold{fold}.keras"
             if reuse_models and model_path.exists():
                 logger.info("Reusing %s", model_path)
             else:
@@ -100,7 +102,7 @@ def run_crossval(
                     model_path,
                     cache_dir=cache_dir,
                     verbose=0,
-                    extra_info={"split": split, "preset": preset, "fold": fold},
+                    extra_info={"split": split, "preset": recipe, "fold": fold},
                 )
             segmenter = Segmenter.from_path(model_path, precision=precision)
             for case_id in split["test"]:
@@ -113,12 +115,29 @@ def run_crossval(
                         scores = score_case(labels, case.label, spacing_mm=case.spacing_mm)
                         for row in score_rows(case.case_id, scores, segmenter.name):
                             row.update(
-                                {"preset": preset, "fold": fold, "tta": "flip" if tta else "off", "post": post_name}
+                                {"preset": recipe, "fold": fold, "tta": "flip" if tta else "off", "post": post_name}
                             )
                             rows.append(row)
             if progress is not None:
-                progress(f"{preset} fold {fold}: test {', '.join(split['test'])}")
+                progress(f"{recipe} fold {fold}: test {', '.join(split['test'])}")
     return rows
+
+
+#: Training settings that define a recipe: overriding one names a new recipe in the results.
+RECIPE_FIELDS = ("loss", "augment")
+
+
+def recipe_name(preset: str, config: TrainConfig) -> str:
+    """``preset`` plus ``+value`` for each recipe-defining setting that differs from the preset.
+
+    ``recipe_name("four", config with augment="robust")`` is ``"four+robust"``, so that
+    ablations land beside the preset in the same tables and never overwrite its fold models.
+    """
+    from neuroinsight.training import PRESET_CONFIGS
+
+    base = PRESET_CONFIGS[preset]
+    changed = [str(getattr(config, f)) for f in RECIPE_FIELDS if getattr(config, f) != getattr(base, f)]
+    return "+".join([preset, *changed])
 
 
 def read_rows(paths: Iterable[Path]) -> list[dict[str, str]]:
@@ -130,9 +149,15 @@ def read_rows(paths: Iterable[Path]) -> list[dict[str, str]]:
     return rows
 
 
+#: The columns that name one scored variant of a cross-validation.
+VARIANT_COLUMNS = ("preset", "tta", "post")
+#: Values of columns absent from older CSVs (written before TTA was scored).
+_MISSING = {"tta": "off"}
+
+
 def _variant(row: Mapping[str, object]) -> tuple[str, str, str]:
-    """``(preset, tta, post)`` of a row; CSVs written before TTA was scored have no tta column."""
-    return str(row["preset"]), str(row.get("tta") or "off"), str(row["post"])
+    """``(preset, tta, post)`` of a row."""
+    return str(row["preset"]), str(row.get("tta") or _MISSING["tta"]), str(row["post"])
 
 
 def _markdown(header: Sequence[str], lines: Iterable[Sequence[str]]) -> str:
@@ -145,18 +170,30 @@ def _mean_sd(summary: Mapping[str, Mapping[str, Mapping[str, float]]], region: s
     return "n/a" if stats is None else f"{stats['mean']:.{digits}f} ± {stats['std']:.{digits}f}"
 
 
-def summary_table(rows: Sequence[Mapping[str, object]], *, volume_tolerance_pct: float = 25.0) -> str:
-    """Markdown table, one line per (preset, tta, post): mean +- sample SD over patients.
+def summary_table(
+    rows: Sequence[Mapping[str, object]],
+    *,
+    volume_tolerance_pct: float = 25.0,
+    group_by: Sequence[str] = VARIANT_COLUMNS,
+) -> str:
+    """Markdown table, one line per value of the ``group_by`` columns: mean +- sample SD over patients.
 
     Columns: Dice and HD95 per BraTS region, and how many patients have a whole-tumor
     volume within ``volume_tolerance_pct`` of the truth.
     """
+    unknown = [c for c in group_by if rows and c not in rows[0] and c not in _MISSING]
+    if unknown:
+        raise InputError(f"No column {', '.join(unknown)} in the results; they have {', '.join(rows[0])}.")
     regions = ("WT", "TC", "ET")
-    header = ["preset", "TTA", "post-processing", "patients"]
+    header = [*group_by, "patients"]
     header += [f"{r} Dice" for r in regions] + [f"{r} HD95 mm" for r in regions]
     header.append(f"WT volume within {volume_tolerance_pct:g} %")
+
+    def key(row: Mapping[str, object]) -> tuple[str, ...]:
+        return tuple(str(row.get(column) or _MISSING.get(column, "")) for column in group_by)
+
     lines = []
-    for variant, members in itertools.groupby(sorted(rows, key=_variant), key=_variant):
+    for variant, members in itertools.groupby(sorted(rows, key=key), key=key):
         members = list(members)
         summary = summarise(members)
         errors = [float(r["volume_error_pct"]) for r in members if r["region"] == "WT" and "volume_error_pct" in r]

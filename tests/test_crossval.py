@@ -8,7 +8,7 @@ import pytest
 
 from neuroinsight import io
 from neuroinsight.cli import main
-from neuroinsight.crossval import POST_VARIANTS, run_crossval
+from neuroinsight.crossval import POST_VARIANTS, read_rows, recipe_name, run_crossval
 from neuroinsight.inference import accuracy_text, read_model_info, update_model_info
 from neuroinsight.metrics import METRIC_NAMES
 from neuroinsight.pipeline import rows_to_csv
@@ -54,6 +54,31 @@ def test_crossval_scores_each_patient_once(phantom_data_dir, tmp_path):
     for r in rescored:
         if (r["tta"], r["post"]) == ("off", "none"):
             assert r["dice"] == plain[r["case"], r["region"]]  # same model, same prediction
+
+    # The fold models' JSONs tell the robustness check which patients each may be scored on.
+    out = tmp_path / "shifts.csv"
+    args = ["--data", str(phantom_data_dir), "--shifts", "none", "bias", "--precision", "float32", "--out", str(out)]
+    assert main(["robustness", str(models[0]), *args]) == 0
+    shifted = read_rows([out])
+    test_ids = json.loads(models[0].with_suffix(".json").read_text())["split"]["test"]
+    assert {r["case"] for r in shifted} == set(test_ids)
+    assert sorted({r["shift"] for r in shifted}) == ["bias", "none"]
+    assert len(shifted) == len(test_ids) * 2 * 3 and {r["preset"] for r in shifted} == {"improved"}
+    unshifted = {(r["case"], r["region"]): float(r["dice"]) for r in shifted if r["shift"] == "none"}
+    largest = {(r["case"], r["region"]): r["dice"] for r in rescored if (r["tta"], r["post"]) == ("off", "largest")}
+    for key, dice in unshifted.items():  # no shift: the same prediction as crossval's default post-processing
+        assert dice == pytest.approx(largest[key], abs=1e-5)
+
+
+def test_recipe_name_marks_overridden_loss_or_augmentation():
+    from dataclasses import replace
+
+    from neuroinsight.training import PRESET_CONFIGS
+
+    four = PRESET_CONFIGS["four"]
+    assert recipe_name("four", replace(four, epochs=3, batch_size=4)) == "four"
+    assert recipe_name("four", replace(four, augment="robust")) == "four+robust"
+    assert recipe_name("improved", replace(PRESET_CONFIGS["improved"], loss="ce", augment="none")) == "improved+ce+none"
 
 
 def _row(post: str, case: str, fold: int, region: str, dice: float, volume_error: float) -> dict:
@@ -115,3 +140,7 @@ def test_crossval_table_names_a_missing_file_or_variant(tmp_path, capsys):
     assert "four/flip/none" in capsys.readouterr().err
     assert main(["crossval-table", str(tmp_path / "a.csv"), "--patients"]) == 2
     assert "--variant" in capsys.readouterr().err
+    assert main(["crossval-table", str(tmp_path / "a.csv"), "--group-by", "preset", "shift"]) == 2
+    assert "No column shift" in capsys.readouterr().err
+    assert main(["crossval-table", str(tmp_path / "a.csv"), "--group-by", "preset"]) == 0
+    assert capsys.readouterr().out.splitlines()[2].startswith("| four | 1 | 0.500 ± 0.000 |")
