@@ -340,11 +340,18 @@ def _run_evaluate(args: argparse.Namespace) -> int:
 
 def _record_test_metrics(args: argparse.Namespace, rows: list[dict], summary: dict) -> None:
     """Write the evaluation's means into the JSON beside the one model that produced them."""
-    from neuroinsight.inference import update_model_info
+    from neuroinsight.inference import read_model_info, update_model_info
 
     models = {str(r["model"]) for r in rows}
     if len(models) != 1 or args.model is None:
         raise InputError("--record needs one model given with --model.")
+    split = read_model_info(args.model).get("split", {})
+    seen = sorted({str(r["case"]) for r in rows} & {*split.get("train", []), *split.get("val", [])})
+    if seen:
+        raise InputError(
+            f"--record stores held-out test numbers, but {args.model} was trained or selected on "
+            f"{', '.join(seen)}; pass only its test patients with --cases."
+        )
     update_model_info(
         args.model,
         "test_metrics",

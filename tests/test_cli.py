@@ -155,3 +155,21 @@ def test_train_command_writes_model_settings_and_log(phantom_data_dir, tmp_path,
     assert info["preset"] == "improved" and info["train"]["batch_size"] == 2  # the seed's batch size
     assert info["train"]["loss"] == "ce_dice" and info["train"]["preprocess"]["slice_range"] is None
     assert len(info["split"]["test"]) == 1 and out.with_suffix(".log.csv").exists()
+
+
+def test_evaluate_records_only_patients_the_model_never_trained_on(phantom_data_dir, tiny_model_path, tmp_path, capsys):
+    import json
+    import shutil
+
+    model = tmp_path / "m.keras"
+    shutil.copy(tiny_model_path, model)
+    info = json.loads(tiny_model_path.with_suffix(".json").read_text())
+    info["split"] = {"train": ["ph0"], "val": ["ph2"], "test": ["ph1"]}
+    model.with_suffix(".json").write_text(json.dumps(info))
+    common = ["--no-progress", "evaluate", str(phantom_data_dir), "--no-tta", "--record"]
+    common += ["--model", str(model), "--precision", "float32", "--cases"]
+    assert main([*common, "ph0", "ph1"]) == 2
+    assert "trained or selected on ph0" in capsys.readouterr().err
+    assert "test_metrics" not in json.loads(model.with_suffix(".json").read_text())
+    assert main([*common, "ph1"]) == 0
+    assert json.loads(model.with_suffix(".json").read_text())["test_metrics"]["cases"] == ["ph1"]

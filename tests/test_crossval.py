@@ -126,6 +126,11 @@ def test_crossval_table_summarises_each_variant_over_patients(tmp_path, capsys):
     assert cv["dice"]["WT"] == pytest.approx(0.8) and cv["dice_sd"]["WT"] == pytest.approx(0.2)
     assert "crossval-table" in cv["command"] and "m.json" in recorded
     assert "2-fold cross-validation of its recipe (3 patients) WT 0.80 ± 0.20" in accuracy_text(info)
+    # A model trained on every patient says so instead of quoting test patients it does not have.
+    all_cases = {**info, "split": {"train": ["a", "b"], "val": ["c"], "test": []}}
+    ending = "; this model was then trained on all 3 patients, so none is left to test it on"
+    assert accuracy_text(all_cases).endswith(ending)
+    assert accuracy_text({"split": {"train": ["a"], "val": [], "test": ["b"]}}) == "not measured yet"
 
 
 def test_crossval_table_names_a_missing_file_or_variant(tmp_path, capsys):
