@@ -208,13 +208,15 @@ def build_pdf(
         ", averaged with the left-right mirrored scan (test-time augmentation)" if seg.uncertainty is not None else ""
     )
     size = pre.get("image_size", 128)
+    n_val = len(model_info.get("val_cases", []))
+    validated = f" (and {n_val} more for validation)" if n_val else ""
     pdf.paragraph(
         "2-D Attention-UNet (Oktay et al. 2018) applied slice by slice on axial slices: encoder 32\u219264\u2192128, "
         "bottleneck 256, additive attention gates on every skip connection, 4-class softmax. "
         f"Input: {', '.join(pre.get('modalities', seg.modalities))}, z-scored over "
         f"{'brain voxels' if pre.get('normalization', 'brain') == 'brain' else 'the whole volume'}, resized to "
         f"{size}\u00d7{size}; probabilities resized back to the scan's own grid{tta_note}. "
-        f"Trained on {len(model_info.get('train_cases', [])) or 'the shared'} BraTS 2018 cases. "
+        f"Trained on {len(model_info.get('train_cases', [])) or 'the shared'} BraTS 2018 cases{validated}. "
         f"Measured accuracy: {accuracy_text(model_info)} (models/MODEL_CARD.md). "
         "Regions follow BraTS: WT = labels 1+2+4, TC = 1+4, ET = 4. Dice, IoU, sensitivity and specificity lie in "
         "0 \u2264 x \u2264 1 (higher is better); HD95 is in mm (lower is better)."
