@@ -65,7 +65,7 @@ def run_crossval(
         data_dir: BraTS data folder with ``grades.csv``.
         presets: Names from ``PRESET_CONFIGS``; rows and fold models are named by
             :func:`recipe_name` (e.g. ``four+robust`` when ``overrides`` changes the augmentation).
-        out_dir: Where each fold's model is written (``<preset>_fold<k>.keras``).
+        out_dir: Where each fold's model is written (``<recipe>_fold<k>.keras``).
         n_folds: Number of folds.
         seed: Seed of the fold assignment and of training.
         overrides: Fields replaced in every preset's ``TrainConfig`` (e.g. epochs).
@@ -155,9 +155,14 @@ VARIANT_COLUMNS = ("preset", "tta", "post")
 _MISSING = {"tta": "off"}
 
 
-def _variant(row: Mapping[str, object]) -> tuple[str, str, str]:
+def _key(row: Mapping[str, object], columns: Sequence[str]) -> tuple[str, ...]:
+    """The row's values in ``columns`` as strings, defaults for columns older CSVs lack."""
+    return tuple(str(row.get(column) or _MISSING.get(column, "")) for column in columns)
+
+
+def _variant(row: Mapping[str, object]) -> tuple[str, ...]:
     """``(preset, tta, post)`` of a row."""
-    return str(row["preset"]), str(row.get("tta") or _MISSING["tta"]), str(row["post"])
+    return _key(row, VARIANT_COLUMNS)
 
 
 def _markdown(header: Sequence[str], lines: Iterable[Sequence[str]]) -> str:
@@ -190,7 +195,7 @@ def summary_table(
     header.append(f"WT volume within {volume_tolerance_pct:g} %")
 
     def key(row: Mapping[str, object]) -> tuple[str, ...]:
-        return tuple(str(row.get(column) or _MISSING.get(column, "")) for column in group_by)
+        return _key(row, group_by)
 
     lines = []
     for variant, members in itertools.groupby(sorted(rows, key=key), key=key):
