@@ -58,7 +58,7 @@ def _bias(images: dict[str, NDArray], brain: NDArray, rng: np.random.Generator) 
     x, y, z = np.meshgrid(*(np.linspace(-1, 1, n, dtype=np.float32) for n in brain.shape), indexing="ij")
     terms = (x, y, z, x * y, x * z, y * z, x * x, y * y, z * z)
     log_field = sum(c * t for c, t in zip(rng.uniform(-1, 1, len(terms)), terms, strict=True))
-    # Scaled so that the field spans 1/1.3 .. 1.3 inside the brain at its extremes.
+    # Scaled so that its largest excursion inside the brain is a factor 1.3 (or 1/1.3).
     log_field *= np.log1p(BIAS_STRENGTH) / float(np.abs(log_field[brain]).max())
     field = np.exp(log_field)
     return {name: np.where(brain, volume * field, 0).astype(np.float32) for name, volume in images.items()}
