@@ -20,6 +20,11 @@ from neuroinsight.errors import InputError
 
 logger = logging.getLogger(__name__)
 
+#: ``training.LOSSES`` and ``augmentation.PRESETS``, spelled out so that building the parser
+#: does not import Keras (tests/test_cli.py checks that they agree).
+LOSS_CHOICES = ("ce", "ce_dice", "ce_region_dice")
+AUGMENT_CHOICES = ("none", "flips", "robust")
+
 
 def _settings(args: argparse.Namespace) -> Settings:
     return resolve_settings(home=args.home, data_dir=getattr(args, "data_dir", None))
@@ -113,10 +118,10 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--loss",
-        choices=("ce", "ce_dice", "ce_region_dice"),
+        choices=LOSS_CHOICES,
         help="ce (seed), ce_dice (+ soft Dice per class) or ce_region_dice (+ soft Dice per BraTS region)",
     )
-    p.add_argument("--augment", choices=("none", "flips", "robust"), help="augmentation preset")
+    p.add_argument("--augment", choices=AUGMENT_CHOICES, help="augmentation preset")
     p.add_argument("--seed", type=int, help="random seed (default 0)")
     p.add_argument("--patience", type=int, help="early-stopping patience in epochs (default 8)")
     p.add_argument(
@@ -448,8 +453,8 @@ def _add_crossval(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--batch-size", type=int, default=16, help="slices per step (default 16)")
     p.add_argument("--precision", default="mixed_bfloat16", help="training and inference precision")
     p.add_argument("--select", choices=("best", "last"), default="last", help="epoch kept per run (default last)")
-    p.add_argument("--augment", choices=("none", "flips", "robust"), help="augmentation (results: P+AUGMENT)")
-    p.add_argument("--loss", choices=("ce", "ce_dice", "ce_region_dice"), help="loss (results named P+LOSS)")
+    p.add_argument("--augment", choices=AUGMENT_CHOICES, help="augmentation (results: P+AUGMENT)")
+    p.add_argument("--loss", choices=LOSS_CHOICES, help="loss (results named P+LOSS)")
     p.add_argument("--seed", type=int, default=0, help="fold and training seed (default 0)")
     p.add_argument("--work", type=Path, default=Path("runs/crossval"), help="folder for the fold models")
     p.add_argument("--reuse-models", action="store_true", help="score fold models already in --work, train the rest")

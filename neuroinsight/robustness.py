@@ -49,7 +49,7 @@ def _gamma(images: dict[str, NDArray], brain: NDArray, rng: np.random.Generator)
         log_gamma = LOG_GAMMA * rng.choice((-1.0, 1.0))
         values = np.clip(volume.astype(np.float32), 0, None)
         top = float(np.percentile(values[brain], 99.5)) or 1.0
-        out[name] = np.where(brain, top * (values / top) ** np.exp(log_gamma), 0).astype(np.float32)
+        out[name] = top * (values / top) ** np.exp(log_gamma)
     return out
 
 
@@ -61,7 +61,7 @@ def _bias(images: dict[str, NDArray], brain: NDArray, rng: np.random.Generator) 
     # Scaled so that its largest excursion inside the brain is a factor 1.3 (or 1/1.3).
     log_field *= np.log1p(BIAS_STRENGTH) / float(np.abs(log_field[brain]).max())
     field = np.exp(log_field)
-    return {name: np.where(brain, volume * field, 0).astype(np.float32) for name, volume in images.items()}
+    return {name: volume * field for name, volume in images.items()}
 
 
 def _noise(images: dict[str, NDArray], brain: NDArray, rng: np.random.Generator) -> dict[str, NDArray]:
@@ -71,7 +71,7 @@ def _noise(images: dict[str, NDArray], brain: NDArray, rng: np.random.Generator)
         sigma = NOISE_SD * float(values[brain].std())
         real = values + rng.normal(0, sigma, values.shape).astype(np.float32)
         imaginary = rng.normal(0, sigma, values.shape).astype(np.float32)
-        out[name] = np.where(brain, np.hypot(real, imaginary), 0).astype(np.float32)
+        out[name] = np.hypot(real, imaginary)
     return out
 
 
@@ -82,11 +82,11 @@ def _thick_slices(images: dict[str, NDArray], brain: NDArray, rng: np.random.Gen
         # Each thick slice averages SLICE_THICKNESS thin ones; linear interpolation brings it back.
         thick = ndimage.uniform_filter1d(values, SLICE_THICKNESS, axis=2)[:, :, SLICE_THICKNESS // 2 :: SLICE_THICKNESS]
         zoom = values.shape[2] / thick.shape[2]
-        back = ndimage.zoom(thick, (1, 1, zoom), order=1, grid_mode=True, mode="nearest")[:, :, : values.shape[2]]
-        out[name] = np.where(brain, back, 0).astype(np.float32)
+        out[name] = ndimage.zoom(thick, (1, 1, zoom), order=1, grid_mode=True, mode="nearest")[:, :, : values.shape[2]]
     return out
 
 
+#: Intensity shifts: ``(images, brain mask, rng) -> images``; ``apply_shift`` keeps the background at 0.
 SHIFTS: dict[str, Callable[[dict[str, NDArray], NDArray, np.random.Generator], dict[str, NDArray]]] = {
     "gamma": _gamma,
     "bias": _bias,
@@ -96,6 +96,12 @@ SHIFTS: dict[str, Callable[[dict[str, NDArray], NDArray, np.random.Generator], d
 SHIFT_NAMES = ("none", *SHIFTS, "rotation")
 
 
+def _check_names(shifts: Sequence[str]) -> None:
+    unknown = [s for s in shifts if s not in SHIFT_NAMES]
+    if unknown:
+        raise InputError(f"Unknown shift {', '.join(map(repr, unknown))}; choose from {', '.join(SHIFT_NAMES)}.")
+
+
 def apply_shift(case: io.Case, shift: str, *, seed: int = 0) -> io.Case:
     """A copy of ``case`` as a scan from a site that differs by ``shift`` (one of ``SHIFT_NAMES``).
 
@@ -103,18 +109,20 @@ def apply_shift(case: io.Case, shift: str, *, seed: int = 0) -> io.Case:
     together (labels nearest-neighbour). ``seed`` fixes the random parts (signs of the
     gamma exponents, the bias field, the noise).
     """
-    if shift not in SHIFT_NAMES:
-        raise InputError(f"Unknown shift {shift!r}; choose from {', '.join(SHIFT_NAMES)}.")
+    _check_names([shift])
     if shift == "none":
         return case
     if shift == "rotation":
         turn = {"angle": ROTATION_DEG, "axes": (0, 1), "reshape": False}
-        images = {m: ndimage.rotate(v.astype(np.float32), order=1, **turn) for m, v in case.images.items()}
-        images = {m: np.clip(v, 0, None) for m, v in images.items()}
+        images = {
+            m: np.clip(ndimage.rotate(v.astype(np.float32), order=1, **turn), 0, None) for m, v in case.images.items()
+        }
         label = None if case.label is None else ndimage.rotate(case.label, order=0, **turn)
         return replace(case, images=images, label=label)
-    rng = np.random.default_rng(seed)
-    return replace(case, images=SHIFTS[shift](case.images, brain_mask(case.images), rng))
+    brain = brain_mask(case.images)
+    shifted = SHIFTS[shift](case.images, brain, np.random.default_rng(seed))
+    # Skull-stripped input has an empty background; no shift may put signal there.
+    return replace(case, images={m: np.where(brain, v, 0).astype(np.float32) for m, v in shifted.items()})
 
 
 def evaluate_shifts(
@@ -133,9 +141,7 @@ def evaluate_shifts(
     :func:`neuroinsight.metrics.score_case` plus ``preset`` (the model's recipe), ``fold``
     and ``shift``; default post-processing (largest component).
     """
-    unknown = [s for s in shifts if s not in SHIFT_NAMES]
-    if unknown:
-        raise InputError(f"Unknown shift {', '.join(unknown)}; choose from {', '.join(SHIFT_NAMES)}.")
+    _check_names(shifts)
     folders = {p.name: p for p in io.list_cases(data_dir)}
     rows: list[dict[str, object]] = []
     for path in model_paths:

@@ -173,3 +173,12 @@ def test_evaluate_records_only_patients_the_model_never_trained_on(phantom_data_
     assert "test_metrics" not in json.loads(model.with_suffix(".json").read_text())
     assert main([*common, "ph1"]) == 0
     assert json.loads(model.with_suffix(".json").read_text())["test_metrics"]["cases"] == ["ph1"]
+
+
+def test_parser_choices_agree_with_the_package():
+    from neuroinsight.augmentation import PRESETS
+    from neuroinsight.cli import AUGMENT_CHOICES, LOSS_CHOICES
+    from neuroinsight.training import LOSSES
+
+    assert LOSS_CHOICES == LOSSES
+    assert tuple(PRESETS) == AUGMENT_CHOICES
