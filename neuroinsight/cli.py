@@ -20,10 +20,11 @@ from neuroinsight.errors import InputError
 
 logger = logging.getLogger(__name__)
 
-#: ``training.LOSSES`` and ``augmentation.PRESETS``, spelled out so that building the parser
-#: does not import Keras (tests/test_cli.py checks that they agree).
+#: ``training.LOSSES``, ``augmentation.PRESETS`` and ``preprocessing.DECODINGS``, spelled out so
+#: that building the parser does not import Keras (tests/test_cli.py checks that they agree).
 LOSS_CHOICES = ("ce", "ce_dice", "ce_region_dice")
-AUGMENT_CHOICES = ("none", "flips", "robust")
+AUGMENT_CHOICES = ("none", "flips", "robust", "strong")
+DECODE_CHOICES = ("argmax", "regions")
 
 
 def _settings(args: argparse.Namespace) -> Settings:
@@ -201,6 +202,12 @@ def _add_model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--min-component-ml", type=float, default=0.0, help="drop tumor components below this volume (cm3)")
     p.add_argument("--min-et-ml", type=float, default=0.0, help="relabel ET below this total volume as NCR (cm3)")
     p.add_argument(
+        "--decode",
+        choices=DECODE_CHOICES,
+        default="regions",
+        help="labels from nested BraTS regions (default, see the model card) or the most probable class",
+    )
+    p.add_argument(
         "--tta",
         action=argparse.BooleanOptionalAction,
         default=True,  # better TC and ET under cross-validation (model card); --no-tta halves the network time
@@ -228,6 +235,7 @@ def _postprocess_of(args: argparse.Namespace):
     from neuroinsight.inference import PostprocessConfig
 
     return PostprocessConfig(
+        decoding=args.decode,
         min_component_ml=args.min_component_ml,
         largest_component_only=not args.all_components,
         min_enhancing_ml=args.min_et_ml,

@@ -22,6 +22,7 @@ from neuroinsight.errors import InputError
 from neuroinsight.inference import NO_POSTPROCESS, PostprocessConfig, Segmenter, postprocess
 from neuroinsight.metrics import score_case, summarise
 from neuroinsight.pipeline import score_rows
+from neuroinsight.preprocessing import decode_labels
 
 if TYPE_CHECKING:
     from neuroinsight.training import TrainConfig
@@ -33,6 +34,7 @@ logger = logging.getLogger(__name__)
 #: the largest would keep a second lesion of a multifocal tumor. Relabelling a small total
 #: enhancing volume as necrosis follows Isensee et al. (BraTS 2018): LGGs often have no
 #: enhancing tumor, and a few false-positive ET voxels there turn a Dice of 1 into 0.
+#: ``+regions``: labels decoded from the nested BraTS regions instead of the argmax.
 POST_VARIANTS: dict[str, PostprocessConfig] = {
     "none": NO_POSTPROCESS,
     "min1ml": PostprocessConfig(min_component_ml=1.0),
@@ -40,6 +42,8 @@ POST_VARIANTS: dict[str, PostprocessConfig] = {
     "largest": PostprocessConfig(largest_component_only=True),
     "largest_et0.5": PostprocessConfig(largest_component_only=True, min_enhancing_ml=0.5),
     "largest_et1": PostprocessConfig(largest_component_only=True, min_enhancing_ml=1.0),
+    "none+regions": PostprocessConfig(decoding="regions"),
+    "largest+regions": PostprocessConfig(decoding="regions", largest_component_only=True),
 }
 
 
@@ -108,10 +112,14 @@ def run_crossval(
             for case_id in split["test"]:
                 case = io.load_case(folders[case_id])
                 for tta in tta_options:
-                    # Segment once; every post-processing variant starts from the same raw labels.
-                    raw = segmenter.segment(case, tta=tta, attention=False).labels
+                    # Segment once; every variant starts from the same probabilities.
+                    segmentation = segmenter.segment(case, tta=tta, attention=False)
+                    raw = {NO_POSTPROCESS.decoding: segmentation.labels}
                     for post_name, post in posts.items():
-                        labels = postprocess(raw, post, case.voxel_volume_ml)
+                        if post.decoding not in raw:
+                            decoded = decode_labels(segmentation.probabilities, post.decoding)
+                            raw[post.decoding] = decoded * segmentation.brain
+                        labels = postprocess(raw[post.decoding], post, case.voxel_volume_ml)
                         scores = score_case(labels, case.label, spacing_mm=case.spacing_mm)
                         for row in score_rows(case.case_id, scores, segmenter.name):
                             row.update(

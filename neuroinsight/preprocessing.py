@@ -405,37 +405,65 @@ def restore_probabilities(probs: NDArray[np.float32], prepared: PreparedVolume) 
     return full
 
 
-def restore_labels(probs: NDArray[np.float32], prepared: PreparedVolume) -> NDArray[np.uint8]:
-    """BraTS labels on the full canonical grid: the argmax of :func:`restore_probabilities`, 0 outside the brain.
+def restore_labels(probs: NDArray[np.float32], prepared: PreparedVolume, decoding: str = "argmax") -> NDArray[np.uint8]:
+    """BraTS labels on the full canonical grid: :func:`decode_labels` of :func:`restore_probabilities`,
+    0 outside the brain.
 
     Returns:
         uint8 ``(X, Y, Z)`` in Fortran order (axial planes contiguous, as NIfTI stores them).
     """
     labels = np.zeros(prepared.full_shape, dtype=np.uint8, order="F")
-    restore_label_slices(probs, np.arange(len(probs)), prepared, labels)
+    restore_label_slices(probs, np.arange(len(probs)), prepared, labels, decoding)
+    return labels
+
+
+#: How class probabilities become labels (:func:`decode_labels`).
+DECODINGS = ("argmax", "regions")
+
+
+def decode_labels(probs: NDArray[np.float32], decoding: str = "argmax") -> NDArray[np.uint8]:
+    """BraTS labels from ``(..., 4)`` class probabilities.
+
+    ``argmax`` takes the most probable class (ties keep the lower class). ``regions`` decides
+    the nested BraTS regions in turn from summed probabilities, as region-based models are
+    read out (Isensee et al., BraTS 2018): whole tumor where P(NCR)+P(ED)+P(ET) > P(background),
+    within it tumor core where P(NCR)+P(ET) > P(ED), within that enhancing where P(ET) > P(NCR).
+    A voxel whose tumor probability is split between classes is then still tumor.
+    """
+    if decoding not in DECODINGS:
+        raise ValueError(f"Unknown decoding {decoding!r}; choose one of {', '.join(DECODINGS)}.")
+    # Elementwise maxima and sums: NumPy reduces a 4-wide last axis an order of magnitude slower.
+    background, ncr, edema, enhancing = (probs[..., c] for c in range(N_CLASSES))
+    if decoding == "regions":
+        core = np.where(enhancing > ncr, CLASS_TO_LABEL[3], CLASS_TO_LABEL[1]).astype(np.uint8)
+        tumor = np.where(ncr + enhancing > edema, core, np.uint8(CLASS_TO_LABEL[2]))
+        return np.where(ncr + edema + enhancing > background, tumor, np.uint8(0)).astype(np.uint8)
+    best, labels = background, np.zeros(probs.shape[:-1], dtype=np.uint8)
+    for c in range(1, N_CLASSES):  # strictly greater: ties keep the lower class, as argmax does
+        wins = probs[..., c] > best
+        labels[wins] = CLASS_TO_LABEL[c]
+        best = np.where(wins, probs[..., c], best)
     return labels
 
 
 def restore_label_slices(
-    probs: NDArray[np.float32], index: NDArray[np.intp], prepared: PreparedVolume, labels: NDArray[np.uint8]
+    probs: NDArray[np.float32],
+    index: NDArray[np.intp],
+    prepared: PreparedVolume,
+    labels: NDArray[np.uint8],
+    decoding: str = "argmax",
 ) -> None:
     """Write the labels of axial slices ``index`` (network probabilities ``probs``, one per index) into ``labels``.
 
-    Only slices where some network pixel is not background are resized. Resizing takes
-    convex combinations (:func:`resize_plane`), so where background wins at every network
-    pixel of a slice it wins at every resized voxel too (ties go to background in both):
-    skipping those slices changes nothing and saves most of the work.
+    Only slices where some network pixel has P(background) < 1/2 are resized: resizing takes
+    convex combinations (:func:`resize_plane`), so where background holds more than half the
+    probability at every network pixel it does at every resized voxel too, and both decodings
+    then give background. Skipping those slices changes nothing and saves most of the work.
     """
     box = prepared.box
     volume_part, window_part = box._overlap(prepared.full_shape[:2])
-    # Elementwise maxima: NumPy reduces a 4-wide last axis an order of magnitude slower.
-    tumor = np.maximum(np.maximum(probs[..., 1], probs[..., 2]), probs[..., 3]) > probs[..., 0]
+    tumor = probs[..., 1] + probs[..., 2] + probs[..., 3] > probs[..., 0]
     for i in np.nonzero(tumor.any(axis=(1, 2)))[0]:
         window = resize_plane(probs[i], (box.size_x, box.size_y))[window_part]
-        best, plane = window[..., 0], np.zeros(window.shape[:2], dtype=np.uint8)
-        for c in range(1, N_CLASSES):  # strictly greater: ties keep the lower class, as argmax does
-            wins = window[..., c] > best
-            plane[wins] = CLASS_TO_LABEL[c]
-            best = np.where(wins, window[..., c], best)
         z = index[i]
-        labels[(*volume_part, z)] = plane * prepared.brain[(*volume_part, z)]
+        labels[(*volume_part, z)] = decode_labels(window, decoding) * prepared.brain[(*volume_part, z)]

@@ -38,6 +38,7 @@ SINGLE = {
     "bias field": aug.AugmentConfig(bias_field=0.3, prob=1.0),
     "noise": aug.AugmentConfig(noise_std=0.1, prob=1.0),
     "all (robust preset)": aug.ROBUST,
+    "all (strong preset)": aug.STRONG,
 }
 
 

@@ -177,8 +177,10 @@ def test_evaluate_records_only_patients_the_model_never_trained_on(phantom_data_
 
 def test_parser_choices_agree_with_the_package():
     from neuroinsight.augmentation import PRESETS
-    from neuroinsight.cli import AUGMENT_CHOICES, LOSS_CHOICES
+    from neuroinsight.cli import AUGMENT_CHOICES, DECODE_CHOICES, LOSS_CHOICES
+    from neuroinsight.preprocessing import DECODINGS
     from neuroinsight.training import LOSSES
 
     assert LOSS_CHOICES == LOSSES
     assert tuple(PRESETS) == AUGMENT_CHOICES
+    assert DECODE_CHOICES == DECODINGS

@@ -9,7 +9,7 @@ import pytest
 from neuroinsight import io
 from neuroinsight.cli import main
 from neuroinsight.crossval import POST_VARIANTS, read_rows, recipe_name, run_crossval
-from neuroinsight.inference import accuracy_text, read_model_info, update_model_info
+from neuroinsight.inference import DEFAULT_POSTPROCESS, accuracy_text, read_model_info, update_model_info
 from neuroinsight.metrics import METRIC_NAMES
 from neuroinsight.pipeline import rows_to_csv
 from neuroinsight.preprocessing import PreprocessConfig
@@ -65,9 +65,10 @@ def test_crossval_scores_each_patient_once(phantom_data_dir, tmp_path):
     assert sorted({r["shift"] for r in shifted}) == ["bias", "none"]
     assert len(shifted) == len(test_ids) * 2 * 3 and {r["preset"] for r in shifted} == {"improved"}
     unshifted = {(r["case"], r["region"]): float(r["dice"]) for r in shifted if r["shift"] == "none"}
-    largest = {(r["case"], r["region"]): r["dice"] for r in rescored if (r["tta"], r["post"]) == ("off", "largest")}
+    default = next(name for name, post in POST_VARIANTS.items() if post == DEFAULT_POSTPROCESS)
+    same = {(r["case"], r["region"]): r["dice"] for r in rescored if (r["tta"], r["post"]) == ("off", default)}
     for key, dice in unshifted.items():  # no shift: the same prediction as crossval's default post-processing
-        assert dice == pytest.approx(largest[key], abs=1e-5)
+        assert dice == pytest.approx(same[key], abs=1e-5)
 
 
 def test_recipe_name_marks_overridden_loss_or_augmentation():

@@ -143,7 +143,8 @@ def test_prepare_volume_equals_its_definition(config, stored):
     np.testing.assert_array_equal(prepared.batch(np.array([5, 7])), prepared.slices[[5, 7]])
 
 
-def test_restore_labels_is_the_argmax_of_the_restored_probabilities():
+@pytest.mark.parametrize("decoding", pp.DECODINGS)
+def test_restore_labels_decodes_the_restored_probabilities(decoding):
     case = small_case(seed=4)
     prepared = pp.prepare_volume(case.images, pp.DEFAULT_PREPROCESS)
     rng = np.random.default_rng(1)
@@ -151,10 +152,30 @@ def test_restore_labels_is_the_argmax_of_the_restored_probabilities():
     logits[..., 0] += 2.5  # mostly background, as a real prediction, so that slices get skipped
     logits[:10, ..., 0] += 10  # some slices entirely background
     probs = np.exp(logits) / np.exp(logits).sum(-1, keepdims=True)
-    expected = pp.classes_to_labels(pp.restore_probabilities(probs, prepared).argmax(-1)) * prepared.brain
-    labels = pp.restore_labels(probs, prepared)
+    restored = pp.restore_probabilities(probs, prepared)
+    expected = pp.decode_labels(restored, decoding) * prepared.brain
+    labels = pp.restore_labels(probs, prepared, decoding)
     np.testing.assert_array_equal(labels, expected)
     assert labels[..., :10].max() == 0 and len(np.unique(labels)) >= 3  # not vacuous
+    if decoding == "argmax":
+        np.testing.assert_array_equal(labels, pp.classes_to_labels(restored.argmax(-1)) * prepared.brain)
+
+
+def test_region_decoding_keeps_tumor_whose_probability_is_split():
+    probs = np.array(
+        [
+            [0.40, 0.20, 0.15, 0.25],  # argmax: background; tumor 0.60, core 0.45 > edema, ET > NCR
+            [0.40, 0.25, 0.20, 0.15],  # argmax: background; core, NCR > ET
+            [0.40, 0.10, 0.31, 0.19],  # argmax: background; core 0.29 < edema 0.31: edema
+            [0.55, 0.15, 0.15, 0.15],  # background in both
+            [0.10, 0.30, 0.35, 0.25],  # argmax: edema; regions: core 0.55 > 0.35, NCR > ET
+        ],
+        dtype=np.float32,
+    )
+    np.testing.assert_array_equal(pp.decode_labels(probs, "argmax"), [0, 0, 0, 0, 2])
+    np.testing.assert_array_equal(pp.decode_labels(probs, "regions"), [4, 1, 2, 0, 1])
+    with pytest.raises(ValueError, match="decoding"):
+        pp.decode_labels(probs, "softmax")
 
 
 @pytest.mark.parametrize("order", ["C", "F"])

@@ -1,0 +1,76 @@
+"""Do fold-wise ensembles of recipes, or region-based decoding, beat one model with argmax?
+
+Scores cross-validation fold models already trained by ``python -m neuroinsight crossval``
+(``WORK/<recipe>_fold<k>.keras``) on their own test patients, with flip TTA and the largest
+whole-tumor component kept (the shipped default):
+
+- each recipe alone and each ensemble of two or more recipes (mean of their probabilities on the
+  native grid; all recipes of a fold must share its test patients, which the fixed fold
+  assignment guarantees);
+- both decodings of the same probabilities (``neuroinsight.preprocessing.decode_labels``):
+  ``argmax`` over the four classes and ``regions``, which decides the nested BraTS regions from
+  summed probabilities (Isensee et al., BraTS 2018).
+
+Rows have the cross-validation CSV columns (``preset`` = recipes joined by `` & ``, ``post`` =
+``largest`` or ``largest+regions``), so ``python -m neuroinsight crossval-table OUT`` summarises it.
+
+    PYTHONPATH=. python bench/crossval/ensembles.py --work runs/crossval \
+        --recipes four+robust improved four --out bench/crossval/ensembles.csv
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+from pathlib import Path
+
+from neuroinsight import io
+from neuroinsight.config import DEFAULT_DATA_DIR
+from neuroinsight.crossval import POST_VARIANTS
+from neuroinsight.inference import Segmenter, postprocess, read_model_info
+from neuroinsight.metrics import score_case
+from neuroinsight.pipeline import rows_to_csv, score_rows
+from neuroinsight.preprocessing import decode_labels
+
+POSTS = ("largest", "largest+regions")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--work", type=Path, required=True, help="folder of the crossval fold models")
+    parser.add_argument("--recipes", nargs="+", required=True, help="recipe names, e.g. four+robust improved")
+    parser.add_argument("--data", type=Path, default=DEFAULT_DATA_DIR)
+    parser.add_argument("--folds", type=int, default=4)
+    parser.add_argument("--out", type=Path, required=True)
+    args = parser.parse_args()
+
+    combos = [c for n in range(1, len(args.recipes) + 1) for c in itertools.combinations(args.recipes, n)]
+    rows = []
+    for fold in range(args.folds):
+        paths = {r: args.work / f"{r}_fold{fold}.keras" for r in args.recipes}
+        tests = {r: tuple(read_model_info(p)["split"]["test"]) for r, p in paths.items()}
+        if len(set(tests.values())) != 1:
+            raise SystemExit(f"fold {fold}: the recipes' test patients differ: {tests}")
+        segmenters = {r: Segmenter.from_path(p) for r, p in paths.items()}
+        for case_id in tests[args.recipes[0]]:
+            case = io.load_case(args.data / case_id)
+            probs = {}
+            for recipe, segmenter in segmenters.items():
+                segmentation = segmenter.segment(case, tta=True, attention=False)
+                probs[recipe], brain = segmentation.probabilities, segmentation.brain
+            for combo in combos:
+                mean = sum(probs[r] for r in combo) / len(combo)
+                for post_name in POSTS:
+                    post = POST_VARIANTS[post_name]
+                    labels = postprocess(decode_labels(mean, post.decoding) * brain, post, case.voxel_volume_ml)
+                    scores = score_case(labels, case.label, spacing_mm=case.spacing_mm)
+                    name = " & ".join(combo)
+                    for row in score_rows(case_id, scores, name):
+                        row.update({"preset": name, "tta": "flip", "post": post_name, "fold": fold})
+                        rows.append(row)
+            print(f"fold {fold} {case_id}: done", flush=True)
+    args.out.write_text(rows_to_csv(rows, extra_columns=("preset", "tta", "post", "fold")))
+
+
+if __name__ == "__main__":
+    main()
