@@ -94,6 +94,7 @@ class Segmentation:
         model_name: File name of the model that ran.
         modalities: Input channels the model used.
         seconds: Wall time of :meth:`Segmenter.segment`.
+        post: The decoding and clean-ups that produced :attr:`labels`.
     """
 
     labels: NDArray[np.uint8]
@@ -105,6 +106,7 @@ class Segmentation:
     uncertainty: NDArray[np.float16] | None = field(default=None, repr=False)
     attention: dict[int, NDArray[np.float16]] = field(default_factory=dict, repr=False)
     prepared: PreparedVolume | None = field(default=None, repr=False)
+    post: PostprocessConfig = NO_POSTPROCESS
 
     @property
     def network_probabilities(self) -> NDArray[np.float32]:
@@ -296,6 +298,7 @@ class Segmenter:
             uncertainty=full_uncertainty,
             attention=gates,
             prepared=prepared,
+            post=post,
         )
 
 

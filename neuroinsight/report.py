@@ -207,6 +207,13 @@ def build_pdf(
     tta_note = (
         ", averaged with the left-right mirrored scan (test-time augmentation)" if seg.uncertainty is not None else ""
     )
+    decoding = (
+        "labels decoded from the nested BraTS regions (whole tumor, then core, then enhancing)"
+        if seg.post.decoding == "regions"
+        else "each voxel labelled with its most probable class"
+    )
+    if seg.post.largest_component_only:
+        decoding += ", only the largest tumor component kept"
     size = pre.get("image_size", 128)
     n_val = len(model_info.get("val_cases", []))
     validated = f" (and {n_val} more for validation)" if n_val else ""
@@ -215,7 +222,7 @@ def build_pdf(
         "bottleneck 256, additive attention gates on every skip connection, 4-class softmax. "
         f"Input: {', '.join(pre.get('modalities', seg.modalities))}, z-scored over "
         f"{'brain voxels' if pre.get('normalization', 'brain') == 'brain' else 'the whole volume'}, resized to "
-        f"{size}\u00d7{size}; probabilities resized back to the scan's own grid{tta_note}. "
+        f"{size}\u00d7{size}; probabilities resized back to the scan's own grid{tta_note}; {decoding}. "
         f"Trained on {len(model_info.get('train_cases', [])) or 'the shared'} BraTS 2018 cases{validated}. "
         f"Measured accuracy: {accuracy_text(model_info)} (models/MODEL_CARD.md). "
         "Regions follow BraTS: WT = labels 1+2+4, TC = 1+4, ET = 4. Dice, IoU, sensitivity and specificity lie in "

@@ -68,6 +68,20 @@ def test_report_text_holds_the_facts(result, grader, tmp_path):
     assert DISCLAIMER in text
     assert "Dice" in text and "HD95" in text
     assert "test-time augmentation" not in " ".join(text.split())  # this result ran without it
+    flat = " ".join(text.split())
+    assert "nested BraTS regions" in flat and "largest tumor component" in flat  # analyse_case's defaults
+
+
+@requires_poppler
+def test_report_names_the_argmax_when_it_was_used(result, grader, tmp_path):
+    from dataclasses import replace
+
+    from neuroinsight.inference import PostprocessConfig
+
+    result = replace(result, segmentation=replace(result.segmentation, post=PostprocessConfig()))
+    flat = " ".join(_text(build_pdf(result, created=WHEN), tmp_path).split())
+    assert "most probable class" in flat and "nested BraTS regions" not in flat
+    assert "largest tumor component" not in flat
 
 
 @requires_poppler
