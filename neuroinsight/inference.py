@@ -6,7 +6,8 @@ source grid with :func:`neuroinsight.io.save_label_map`). Every axial slice is
 handled: slices without brain are skipped (their voxels are background), the
 others go through the same preprocessing as in training; probabilities are
 resized back first and decoded into labels afterwards (argmax, or the nested
-BraTS regions), so resizing never invents labels. Voxels outside the brain mask are never labelled tumor.
+BraTS regions), so resizing never invents labels. Voxels outside the brain mask
+are never labelled tumor.
 
 Optional test-time augmentation averages the prediction with its left-right
 mirror and yields a voxel-wise uncertainty map (normalised entropy of the mean
