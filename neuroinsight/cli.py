@@ -204,7 +204,6 @@ def _add_model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--decode",
         choices=DECODE_CHOICES,
-        default="regions",
         help="labels from nested BraTS regions (default, see the model card) or the most probable class",
     )
     p.add_argument(
@@ -232,10 +231,10 @@ def _segmenter_factory(args: argparse.Namespace):
 
 
 def _postprocess_of(args: argparse.Namespace):
-    from neuroinsight.inference import PostprocessConfig
+    from neuroinsight.inference import DEFAULT_POSTPROCESS, PostprocessConfig
 
     return PostprocessConfig(
-        decoding=args.decode,
+        decoding=args.decode or DEFAULT_POSTPROCESS.decoding,
         min_component_ml=args.min_component_ml,
         largest_component_only=not args.all_components,
         min_enhancing_ml=args.min_et_ml,

@@ -22,7 +22,7 @@ from neuroinsight.errors import InputError
 from neuroinsight.inference import NO_POSTPROCESS, PostprocessConfig, Segmenter, postprocess
 from neuroinsight.metrics import score_case, summarise
 from neuroinsight.pipeline import score_rows
-from neuroinsight.preprocessing import decode_labels
+from neuroinsight.preprocessing import restore_labels
 
 if TYPE_CHECKING:
     from neuroinsight.training import TrainConfig
@@ -112,13 +112,13 @@ def run_crossval(
             for case_id in split["test"]:
                 case = io.load_case(folders[case_id])
                 for tta in tta_options:
-                    # Segment once; every variant starts from the same probabilities.
-                    segmentation = segmenter.segment(case, tta=tta, attention=False)
+                    # Segment once; every variant starts from the same network probabilities.
+                    segmentation = segmenter.segment(case, tta=tta, attention=False, post=NO_POSTPROCESS)
                     raw = {NO_POSTPROCESS.decoding: segmentation.labels}
                     for post_name, post in posts.items():
                         if post.decoding not in raw:
-                            decoded = decode_labels(segmentation.probabilities, post.decoding)
-                            raw[post.decoding] = decoded * segmentation.brain
+                            probs, prepared = segmentation.network_probabilities, segmentation.prepared
+                            raw[post.decoding] = restore_labels(probs, prepared, post.decoding)
                         labels = postprocess(raw[post.decoding], post, case.voxel_volume_ml)
                         scores = score_case(labels, case.label, spacing_mm=case.spacing_mm)
                         for row in score_rows(case.case_id, scores, segmenter.name):

@@ -139,7 +139,7 @@ def evaluate_shifts(
 
     Returns one row per (model, shift, case, region) with the metric columns of
     :func:`neuroinsight.metrics.score_case` plus ``preset`` (the model's recipe), ``fold``
-    and ``shift``; default post-processing (largest component).
+    and ``shift``; the default decoding and post-processing (``DEFAULT_POSTPROCESS``).
     """
     _check_names(shifts)
     folders = {p.name: p for p in io.list_cases(data_dir)}
