@@ -463,6 +463,9 @@ def _add_crossval(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--augment", choices=AUGMENT_CHOICES, help="augmentation (results: P+AUGMENT)")
     p.add_argument("--loss", choices=LOSS_CHOICES, help="loss (results named P+LOSS)")
     p.add_argument("--seed", type=int, default=0, help="fold and training seed (default 0)")
+    p.add_argument(
+        "--n-val", type=int, default=1, help="validation patients per fold (default 1; 0 trains on all, results P+val0)"
+    )
     p.add_argument("--work", type=Path, default=Path("runs/crossval"), help="folder for the fold models")
     p.add_argument("--reuse-models", action="store_true", help="score fold models already in --work, train the rest")
     p.add_argument("--tta", action="store_true", help="score every fold without and with flip test-time augmentation")
@@ -486,6 +489,7 @@ def _run_crossval(args: argparse.Namespace) -> int:
         args.work,
         n_folds=args.folds,
         seed=args.seed,
+        n_val=args.n_val,
         overrides=overrides,
         posts=POST_VARIANTS,
         precision=args.precision,

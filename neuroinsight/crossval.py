@@ -54,6 +54,7 @@ def run_crossval(
     *,
     n_folds: int = 4,
     seed: int = 0,
+    n_val: int = 1,
     overrides: dict | None = None,
     posts: dict[str, PostprocessConfig] | None = None,
     precision: str = "mixed_bfloat16",
@@ -72,6 +73,8 @@ def run_crossval(
         out_dir: Where each fold's model is written (``<recipe>_fold<k>.keras``).
         n_folds: Number of folds.
         seed: Seed of the fold assignment and of training.
+        n_val: Validation patients drawn from each fold's training patients (0: all of them
+            train, which needs ``select="last"``; the recipe is then named ``...+val0``).
         overrides: Fields replaced in every preset's ``TrainConfig`` (e.g. epochs).
         posts: Named post-processing variants scored on the same predictions.
         precision: Inference precision.
@@ -92,9 +95,9 @@ def run_crossval(
     rows: list[dict[str, object]] = []
     for preset in presets:
         config: TrainConfig = replace(PRESET_CONFIGS[preset], seed=seed, **(overrides or {}))
-        recipe = recipe_name(preset, config)
+        recipe = recipe_name(preset, config) + ("" if n_val == 1 else f"+val{n_val}")
         for fold in folds if folds is not None else range(n_folds):
-            split = split_cases(grades, n_val=1, seed=seed, n_folds=n_folds, fold=fold)
+            split = split_cases(grades, n_val=n_val, seed=seed, n_folds=n_folds, fold=fold)
             model_path = out_dir / f"{recipe}_fold{fold}.keras"
             if reuse_models and model_path.exists():
                 logger.info("Reusing %s", model_path)

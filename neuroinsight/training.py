@@ -323,7 +323,8 @@ def train(
     Args:
         config: Run settings.
         train_dirs: Training case folders.
-        val_dirs: Validation case folders (model selection, early stopping).
+        val_dirs: Validation case folders (model selection, early stopping); may be empty
+            when ``config.select`` is ``"last"``.
         out: Path of the best model (``.keras``).
         cache_dir: Preprocessed-slice cache (None: re-read each case's NIfTI files every epoch).
         resume: Continue a killed run from its backup; otherwise start afresh.
@@ -341,10 +342,16 @@ def train(
     if not resume:
         shutil.rmtree(backup, ignore_errors=True)
         log_path.unlink(missing_ok=True)
+    if not val_dirs and config.select == "best":
+        raise InputError(
+            "Keeping the best epoch (--select best) needs a validation patient (--n-val 1 or more);"
+            " without one, keep the last epoch (--select last)."
+        )
     keras.utils.set_random_seed(config.seed)
     common = {"config": config.preprocess, "batch_size": config.batch_size, "cache_dir": cache_dir}
     train_data = SliceDataset(train_dirs, shuffle=True, augment=config.augmentation, seed=config.seed, **common)
-    val_data = SliceDataset(val_dirs, shuffle=False, seed=config.seed, **common)
+    # Without validation patients every patient trains; nothing is logged for validation.
+    val_data = SliceDataset(val_dirs, shuffle=False, seed=config.seed, **common) if val_dirs else None
     learning_rate: float | keras.optimizers.schedules.LearningRateSchedule = config.learning_rate
     if config.select == "last":
         steps = config.epochs * (config.steps_per_epoch or len(train_data))
@@ -361,9 +368,10 @@ def train(
     best = out if config.select == "best" else out.with_suffix(".best.keras")
     callbacks: list[keras.callbacks.Callback] = [
         keras.callbacks.BackupAndRestore(str(backup), save_freq="epoch", delete_checkpoint=True),
-        keras.callbacks.ModelCheckpoint(str(best), monitor=monitor, mode="max", save_best_only=True),
         keras.callbacks.CSVLogger(str(log_path), append=True),
     ]
+    if val_data is not None:
+        callbacks.append(keras.callbacks.ModelCheckpoint(str(best), monitor=monitor, mode="max", save_best_only=True))
     if config.select == "best":
         callbacks += [
             keras.callbacks.EarlyStopping(monitor=monitor, mode="max", patience=config.patience),
@@ -385,7 +393,7 @@ def train(
     seconds = time.perf_counter() - started
     if config.select == "last" or not out.exists():  # (or every epoch was restored from backup)
         model.save(str(out))  # the softmax network, never compiled: no optimizer state to strip
-    if best.exists():  # written by ModelCheckpoint: the training view with its optimizer state
+    if val_data is not None and best.exists():  # written by ModelCheckpoint: the training view with its optimizer state
         _save_network(best, config)
     info = {
         "model": config.model.to_dict(),
@@ -418,11 +426,16 @@ def _save_network(path: Path, config: TrainConfig) -> None:
 
 
 def read_history(log_path: Path) -> dict[str, list[float]]:
-    """A training CSV log (``NAME.log.csv``) as ``{column: values}``; empty if absent."""
+    """A training CSV log (``NAME.log.csv``) as ``{column: values}``; empty if absent.
+
+    Keras logs ``NA`` in the validation columns of a run without validation patients;
+    those columns are left out.
+    """
     import csv
 
     log_path = Path(log_path)
     if not log_path.exists():
         return {}
     rows = list(csv.DictReader(log_path.read_text().splitlines()))
-    return {key: [float(r[key]) for r in rows] for key in (rows[0] if rows else {})}
+    columns = [key for key in (rows[0] if rows else {}) if all(r[key] != "NA" for r in rows)]
+    return {key: [float(r[key]) for r in rows] for key in columns}

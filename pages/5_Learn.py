@@ -97,10 +97,10 @@ if model_path.exists():
     if history:
         left, right = st.columns(2)
         left.plotly_chart(viz.history_figure(history, ["loss", "val_loss"], "loss"), key="loss")
-        right.plotly_chart(
-            viz.history_figure(history, ["val_dice_wt", "val_dice_tc", "val_dice_et", "val_dice_regions"], "Dice"),
-            key="dice",
-        )
+        # A model trained on every patient logs no validation Dice; show its training Dice then.
+        part = "val_" if "val_dice_wt" in history else ""
+        dice_keys = [f"{part}dice_{region}" for region in ("wt", "tc", "et", "regions")]
+        right.plotly_chart(viz.history_figure(history, dice_keys, "Dice"), key="dice")
     st.markdown(f"Measured accuracy: {accuracy_text(info)}.")
 else:
     st.info("No model in the models folder; train one with `python -m neuroinsight train`.")

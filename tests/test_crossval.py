@@ -71,6 +71,25 @@ def test_crossval_scores_each_patient_once(phantom_data_dir, tmp_path):
         assert dice == pytest.approx(same[key], abs=1e-5)
 
 
+@pytest.mark.slow
+def test_crossval_without_validation_patients_trains_on_every_other_patient(phantom_data_dir, tmp_path):
+    overrides = {
+        "epochs": 1,
+        "batch_size": 8,
+        "filters": (4, 8, 16),
+        "bottleneck": 32,
+        "preprocess": PreprocessConfig(image_size=32, slice_range=(10, 30)),
+        "precision": "float32",
+        "select": "last",
+    }
+    common = {"n_folds": 3, "folds": [0], "overrides": overrides, "precision": "float32"}
+    rows = run_crossval(phantom_data_dir, ["improved"], tmp_path, n_val=0, **common)
+    split = json.loads((tmp_path / "improved+val0_fold0.json").read_text())["split"]
+    cases = {p.name for p in io.list_cases(phantom_data_dir)}
+    assert split["val"] == [] and set(split["train"]) == cases - set(split["test"])
+    assert {r["preset"] for r in rows} == {"improved+val0"} and {r["case"] for r in rows} == set(split["test"])
+
+
 def test_recipe_name_marks_overridden_loss_or_augmentation():
     from dataclasses import replace
 

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from neuroinsight import io
+from neuroinsight.errors import InputError
 from neuroinsight.model import (
     AttentionGate,
     ModelConfig,
@@ -23,7 +24,7 @@ from neuroinsight.model import (
     with_precision,
 )
 from neuroinsight.preprocessing import PreprocessConfig
-from neuroinsight.training import TrainConfig, train
+from neuroinsight.training import TrainConfig, read_history, train
 from tests.conftest import REPO
 
 TINY = ModelConfig(input_channels=2, image_size=32, filters=(4, 8, 16), bottleneck=32)
@@ -123,6 +124,27 @@ def test_training_lowers_the_loss_and_resumes(phantom_data_dir, tmp_path):
     assert resumed.epochs_run == 2  # only epochs 3 and 4 ran
     epochs = [int(r.split(",")[0]) for r in killed.with_suffix(".log.csv").read_text().strip().splitlines()[1:]]
     assert epochs == [0, 1, 2, 3]
+
+
+def test_training_without_validation_patients_keeps_the_last_epoch(phantom_data_dir, tmp_path):
+    dirs = io.list_cases(phantom_data_dir)
+    config = TrainConfig(
+        preprocess=PreprocessConfig(image_size=32, slice_range=(10, 30)),
+        filters=(4, 8, 16),
+        bottleneck=32,
+        epochs=1,
+        batch_size=8,
+    )
+    with pytest.raises(InputError, match="--select last"):  # nothing to pick the best epoch on
+        train(config, dirs[:2], [], tmp_path / "best.keras", cache_dir=None, verbose=0)
+    out = tmp_path / "m.keras"
+    train(TrainConfig(**{**config.__dict__, "select": "last"}), dirs[:2], [], out, cache_dir=None, verbose=0)
+    assert load_model(out).output_shape == (None, 32, 32, 4)
+    assert not out.with_suffix(".best.keras").exists()
+    info = json.loads(out.with_suffix(".json").read_text())
+    assert info["val_cases"] == [] and info["epochs_run"] == 1
+    history = read_history(out.with_suffix(".log.csv"))  # Keras logs NA for validation: left out
+    assert "loss" in history and "dice_wt" in history and not any(k.startswith("val_") for k in history)
 
 
 KILLED_RUN = """
