@@ -9,8 +9,9 @@ Conventions (the rest of the package relies on them):
   (:func:`save_label_map`).
 * **Labels.** Ground truth uses the raw BraTS convention ``{0, 1, 2, 4}``
   (background, NCR/NET, edema, enhancing tumor). Decathlon (MSD) label maps
-  ``{0, 1, 2, 3}`` (edema, non-enhancing, enhancing) are converted at this
-  boundary and nowhere else.
+  ``{0, 1, 2, 3}`` (edema, non-enhancing, enhancing) and BraTS 2023 ones
+  ``{0, 1, 2, 3}`` (enhancing tumor as 3; recognised by the 2023 file names
+  ``t1n/t1c/t2w/t2f``) are converted at this boundary and nowhere else.
 * **Modalities.** ``MODALITIES`` fixes the order ``t1, t1ce, t2, flair``;
   T1ce and FLAIR are required, T1 and T2 optional.
 
@@ -46,6 +47,10 @@ BRATS_LABELS: tuple[int, ...] = (0, 1, 2, 4)
 #: Medical Segmentation Decathlon Task01 order of the 4-D image and its labels.
 MSD_MODALITY_ORDER: tuple[str, ...] = ("flair", "t1", "t1ce", "t2")
 MSD_TO_BRATS_LABEL: dict[int, int] = {0: 0, 1: 2, 2: 1, 3: 4}
+#: BraTS 2023 (BraTS-GLI) moved enhancing tumor from 4 to 3.
+BRATS2023_TO_BRATS_LABEL: dict[int, int] = {0: 0, 1: 1, 2: 2, 3: 4}
+#: Modality tokens only the BraTS 2023 naming uses: their label maps follow its convention.
+BRATS2023_TOKENS: frozenset[str] = frozenset({"t1n", "t1c", "t2w", "t2f"})
 
 MAX_FILE_BYTES = 512 * 1024**2
 MIN_DIM, MAX_DIM = 16, 512
@@ -143,11 +148,7 @@ def modality_of(filename: str) -> str | None:
     The last token of the name before ``.nii(.gz)`` decides, case-insensitively:
     ``Brats18_x_t1ce.nii.gz``, ``BraTS-GLI-00000-000-t2f.nii.gz`` and ``FLAIR.nii`` all match.
     """
-    stem = _strip_nifti_suffix(Path(filename).name).lower()
-    tokens = [t for t in re.split(r"[_\-.\s]+", stem) if t]
-    if not tokens:
-        return None
-    return _TOKEN_TO_KEY.get(tokens[-1])
+    return _TOKEN_TO_KEY.get(_last_token(Path(filename).name))
 
 
 def _strip_nifti_suffix(name: str) -> str:
@@ -156,6 +157,11 @@ def _strip_nifti_suffix(name: str) -> str:
         if low.endswith(suffix):
             return name[: -len(suffix)]
     return name
+
+
+def _last_token(name: str) -> str:
+    tokens = [t for t in re.split(r"[_\-.\s]+", _strip_nifti_suffix(name).lower()) if t]
+    return tokens[-1] if tokens else ""
 
 
 def _is_dicom(head: bytes) -> bool:
@@ -330,9 +336,18 @@ def _check_labels(label: NDArray, name: str, allowed: Iterable[int]) -> NDArray[
         extra = sorted({int(v) for v in np.unique(label)} - allowed_set)
         raise InputError(
             f"{name}: label values {extra} are not allowed; expected a subset of {sorted(allowed_set)} "
-            "(BraTS: 0 background, 1 NCR/NET, 2 edema, 4 enhancing). Relabel the file."
+            "(BraTS: 0 background, 1 NCR/NET, 2 edema, 4 enhancing; 3 enhancing in BraTS 2023 files named "
+            "t1n/t1c/t2w/t2f). Relabel the file."
         )
     return label.astype(np.uint8, copy=False)
+
+
+def _relabel(label: NDArray[np.uint8], to_brats: Mapping[int, int]) -> NDArray[np.uint8]:
+    """Map a checked label map of another convention to BraTS ``{0, 1, 2, 4}``."""
+    lut = np.zeros(256, dtype=np.uint8)
+    for value, brats in to_brats.items():
+        lut[value] = brats
+    return lut[label]
 
 
 # --------------------------------------------------------------------------- loading
@@ -460,12 +475,16 @@ def load_files(paths: Iterable[Path], *, case_id: str | None = None, label_path:
                 f"than {AFFINE_TOLERANCE_MM} mm. Co-register the modalities before uploading."
             )
     source_affine = np.asarray(ref.affine, dtype=np.float64)
+    brats2023 = any(_last_token(assigned[k].name) in BRATS2023_TOKENS for k in image_keys)
+    to_brats = BRATS2023_TO_BRATS_LABEL if brats2023 else {v: v for v in BRATS_LABELS}
 
     def read(key: str) -> NDArray:
         name = assigned[key].name
         raw = _read_voxels(headers[key], name)
-        data = _check_labels(raw, name, BRATS_LABELS) if key == "seg" else _checked_intensities(raw, name)
-        return to_canonical(data, source_affine)  # a view: flips cost nothing
+        if key != "seg":
+            return to_canonical(_checked_intensities(raw, name), source_affine)  # a view: flips cost nothing
+        label = _check_labels(raw, name, to_brats)
+        return to_canonical(_relabel(label, to_brats) if brats2023 else label, source_affine)
 
     # Decompression releases the GIL, so the files are read in parallel.
     keys = [k for k in (*MODALITIES, "seg") if k in headers]
@@ -520,10 +539,7 @@ def load_msd(path: Path, *, label_path: Path | None = None, case_id: str | None 
                 f"{image.shape[:3]}. Upload the label map that belongs to this image."
             )
         raw = _check_labels(_read_voxels(label_image, label_path.name), label_path.name, MSD_TO_BRATS_LABEL)
-        lut = np.zeros(256, dtype=np.uint8)
-        for msd, brats in MSD_TO_BRATS_LABEL.items():
-            lut[msd] = brats
-        label = np.ascontiguousarray(to_canonical(lut[raw], affine))
+        label = np.ascontiguousarray(to_canonical(_relabel(raw, MSD_TO_BRATS_LABEL), affine))
     header = image.header.copy()
     header.set_data_shape(image.shape[:3])
     return Case(

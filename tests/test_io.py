@@ -90,6 +90,24 @@ def test_msd_four_d_image_and_labels(tmp_path):
     np.testing.assert_allclose(loaded.images["t1ce"], case.images["t1ce"])
 
 
+def test_brats2023_names_read_enhancing_tumor_from_label_3(tmp_path):
+    case = small_case()
+    names = {"t1": "t1n", "t1ce": "t1c", "t2": "t2w", "flair": "t2f"}
+    for key, token in names.items():
+        image = io.from_canonical(case.images[key], case.source_affine)
+        nib.save(nib.Nifti1Image(image, case.source_affine), tmp_path / f"BraTS-GLI-00001-000-{token}.nii.gz")
+    brats = io.from_canonical(case.label, case.source_affine)
+    assert np.any(brats == 4)
+    seg = tmp_path / "BraTS-GLI-00001-000-seg.nii.gz"
+    nib.save(nib.Nifti1Image(np.where(brats == 4, 3, brats).astype(np.uint8), case.source_affine), seg)
+    loaded = io.load_case(tmp_path)
+    np.testing.assert_array_equal(loaded.label, case.label)  # 3 read as enhancing (BraTS 4)
+
+    nib.save(nib.Nifti1Image(brats.astype(np.uint8), case.source_affine), seg)  # 4 is not a 2023 label
+    with pytest.raises(InputError, match=r"label values \[4\] are not allowed"):
+        io.load_case(tmp_path)
+
+
 def _write(path, data: np.ndarray, affine=None):
     nib.save(nib.Nifti1Image(data, np.eye(4) if affine is None else affine), path)
     return path
