@@ -14,18 +14,20 @@ from neuroinsight.metrics import METRIC_NAMES
 from neuroinsight.pipeline import rows_to_csv
 from neuroinsight.preprocessing import PreprocessConfig
 
+#: Training settings of a one-epoch run of a tiny network on the phantoms.
+TINY_RUN = {
+    "epochs": 1,
+    "batch_size": 8,
+    "filters": (4, 8, 16),
+    "bottleneck": 32,
+    "preprocess": PreprocessConfig(image_size=32, slice_range=(10, 30)),
+    "precision": "float32",
+}
+
 
 @pytest.mark.slow
 def test_crossval_scores_each_patient_once(phantom_data_dir, tmp_path):
-    overrides = {
-        "epochs": 1,
-        "batch_size": 8,
-        "filters": (4, 8, 16),
-        "bottleneck": 32,
-        "preprocess": PreprocessConfig(image_size=32, slice_range=(10, 30)),
-        "precision": "float32",
-    }
-    common = {"n_folds": 3, "overrides": overrides, "precision": "float32"}
+    common = {"n_folds": 3, "overrides": TINY_RUN, "precision": "float32"}
     rows = run_crossval(phantom_data_dir, ["improved"], tmp_path / "work", cache_dir=tmp_path / "cache", **common)
     cases = [p.name for p in io.list_cases(phantom_data_dir)]
     scored = sorted({(r["case"], r["fold"]) for r in rows})
@@ -73,15 +75,7 @@ def test_crossval_scores_each_patient_once(phantom_data_dir, tmp_path):
 
 @pytest.mark.slow
 def test_crossval_without_validation_patients_trains_on_every_other_patient(phantom_data_dir, tmp_path):
-    overrides = {
-        "epochs": 1,
-        "batch_size": 8,
-        "filters": (4, 8, 16),
-        "bottleneck": 32,
-        "preprocess": PreprocessConfig(image_size=32, slice_range=(10, 30)),
-        "precision": "float32",
-        "select": "last",
-    }
+    overrides = {**TINY_RUN, "select": "last"}
     common = {"n_folds": 3, "folds": [0], "overrides": overrides, "precision": "float32"}
     rows = run_crossval(phantom_data_dir, ["improved"], tmp_path, n_val=0, **common)
     split = json.loads((tmp_path / "improved+val0_fold0.json").read_text())["split"]

@@ -6,6 +6,7 @@ import json
 import signal
 import subprocess
 import sys
+from dataclasses import replace
 
 import keras
 import numpy as np
@@ -28,6 +29,14 @@ from neuroinsight.training import TrainConfig, read_history, train
 from tests.conftest import REPO
 
 TINY = ModelConfig(input_channels=2, image_size=32, filters=(4, 8, 16), bottleneck=32)
+#: One epoch of that network on 32x32 phantom slices.
+TINY_TRAIN = TrainConfig(
+    preprocess=PreprocessConfig(image_size=32, slice_range=(10, 30)),
+    filters=(4, 8, 16),
+    bottleneck=32,
+    epochs=1,
+    batch_size=8,
+)
 
 
 def test_seed_model_shapes_and_parameter_count():
@@ -84,18 +93,9 @@ def test_softmax_is_float32_under_mixed_precision(policy):
 @pytest.mark.slow
 def test_training_lowers_the_loss_and_resumes(phantom_data_dir, tmp_path):
     dirs = io.list_cases(phantom_data_dir)
-    config = TrainConfig(
-        preprocess=PreprocessConfig(image_size=32, slice_range=(10, 30)),
-        filters=(4, 8, 16),
-        bottleneck=32,
-        epochs=3,
-        batch_size=8,
-        learning_rate=3e-3,
-        loss="ce_dice",
-        augment="flips",
-    )
+    config = replace(TINY_TRAIN, epochs=3, learning_rate=3e-3, loss="ce_dice", augment="flips")
     out = tmp_path / "m.keras"
-    last = TrainConfig(**{**config.__dict__, "select": "last"})
+    last = replace(config, select="last")
     result = train(last, dirs[:4], dirs[4:5], out, cache_dir=tmp_path / "cache", verbose=0)
     losses = result.history["loss"]
     assert losses[-1] < losses[0]
@@ -113,7 +113,7 @@ def test_training_lowers_the_loss_and_resumes(phantom_data_dir, tmp_path):
     child = subprocess.run([sys.executable, "-c", script], cwd=REPO, capture_output=True, timeout=600)
     assert child.returncode == -signal.SIGKILL, child.stderr.decode()[-2000:]
     resumed = train(
-        TrainConfig(**{**config.__dict__, "epochs": 4}),
+        replace(config, epochs=4),
         dirs[:4],
         dirs[4:5],
         killed,
@@ -128,17 +128,10 @@ def test_training_lowers_the_loss_and_resumes(phantom_data_dir, tmp_path):
 
 def test_training_without_validation_patients_keeps_the_last_epoch(phantom_data_dir, tmp_path):
     dirs = io.list_cases(phantom_data_dir)
-    config = TrainConfig(
-        preprocess=PreprocessConfig(image_size=32, slice_range=(10, 30)),
-        filters=(4, 8, 16),
-        bottleneck=32,
-        epochs=1,
-        batch_size=8,
-    )
     with pytest.raises(InputError, match="--select last"):  # nothing to pick the best epoch on
-        train(config, dirs[:2], [], tmp_path / "best.keras", cache_dir=None, verbose=0)
+        train(TINY_TRAIN, dirs[:2], [], tmp_path / "best.keras", cache_dir=None, verbose=0)
     out = tmp_path / "m.keras"
-    train(TrainConfig(**{**config.__dict__, "select": "last"}), dirs[:2], [], out, cache_dir=None, verbose=0)
+    train(replace(TINY_TRAIN, select="last"), dirs[:2], [], out, cache_dir=None, verbose=0)
     assert load_model(out).output_shape == (None, 32, 32, 4)
     assert not out.with_suffix(".best.keras").exists()
     info = json.loads(out.with_suffix(".json").read_text())
