@@ -369,20 +369,22 @@ def architecture_figure(rows: Sequence[Mapping[str, object]]) -> go.Figure:
     blocks = [
         r for r in rows if str(r["layer"]).endswith(("_conv2", "probabilities")) or str(r["type"]) == "AttentionGate"
     ]
-    xs, ys, texts = [], [], []
+    xs, ys, texts, positions = [], [], [], []
     for i, row in enumerate(blocks):
         name = str(row["layer"])
         level = next((int(ch) for ch in name if ch.isdigit()), 4 if name.startswith("bottleneck") else 1)
         xs.append(i)
         ys.append(-level if not name.startswith("probabilities") else -1)
         texts.append(f"{name}<br>{row['output shape']}<br>{row['parameters']:,} params")
+        # A gate sits beside the decoder block on its level: label it below so the two don't overlap.
+        positions.append("bottom center" if str(row["type"]) == "AttentionGate" else "top center")
     fig = go.Figure(
         go.Scatter(
             x=xs,
             y=ys,
             mode="markers+text",
             text=texts,
-            textposition="top center",
+            textposition=positions,
             marker={"size": 26, "symbol": "square", "color": "#1f6feb"},
             line={"color": "#9aa"},
         )
@@ -393,6 +395,6 @@ def architecture_figure(rows: Sequence[Mapping[str, object]]) -> go.Figure:
         height=460,
         margin={"t": 30, "l": 10, "r": 10, "b": 10},
         xaxis={"visible": False},
-        yaxis={"visible": False, "range": [-4.8, -0.2]},
+        yaxis={"visible": False, "range": [-3.8, -0.2]},
     )
     return fig
