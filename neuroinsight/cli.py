@@ -316,7 +316,7 @@ def _add_evaluate(sub: argparse._SubParsersAction) -> None:
 def _run_evaluate(args: argparse.Namespace) -> int:
     from neuroinsight import io
     from neuroinsight.metrics import summarise
-    from neuroinsight.pipeline import evaluate_folder, rows_to_csv
+    from neuroinsight.pipeline import evaluate_folder, rows_to_csv, seen_cases
 
     case_dirs = io.list_cases(args.data_dir)
     if args.cases:
@@ -346,19 +346,25 @@ def _run_evaluate(args: argparse.Namespace) -> int:
     dice = {r: summary[r]["dice"]["mean"] for r in ("WT", "TC", "ET")}
     if args.record:
         _record_test_metrics(args, rows, summary)
+    seen = seen_cases(rows)
+    if seen:
+        print(
+            f"note: {len(seen)} of these cases ({', '.join(seen)}) were among the model's own training or validation "
+            "patients; their scores overstate the accuracy to expect on new patients (see models/MODEL_CARD.md)."
+        )
     print(f"Dice WT {dice['WT']:.3f} TC {dice['TC']:.3f} ET {dice['ET']:.3f}")
     return 0
 
 
 def _record_test_metrics(args: argparse.Namespace, rows: list[dict], summary: dict) -> None:
     """Write the evaluation's means into the JSON beside the one model that produced them."""
-    from neuroinsight.inference import read_model_info, update_model_info
+    from neuroinsight.inference import update_model_info
+    from neuroinsight.pipeline import seen_cases
 
     models = {str(r["model"]) for r in rows}
     if len(models) != 1 or args.model is None:
         raise InputError("--record needs one model given with --model.")
-    split = read_model_info(args.model).get("split", {})
-    seen = sorted({str(r["case"]) for r in rows} & {*split.get("train", []), *split.get("val", [])})
+    seen = seen_cases(rows)
     if seen:
         raise InputError(
             f"--record stores held-out test numbers, but {args.model} was trained or selected on "

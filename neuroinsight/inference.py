@@ -333,6 +333,31 @@ def update_model_info(path: str | Path, key: str, value: dict) -> None:
     sidecar.write_text(json.dumps(info, indent=2, sort_keys=True))
 
 
+def training_role(info: Mapping, case_id: str) -> str | None:
+    """``"training"`` or ``"validation"`` if the model saw this patient while it was trained, else None.
+
+    Scores on such a patient overstate what to expect on a new one; the cross-validated
+    numbers (:func:`accuracy_text`) do not. Patients are matched by case identifier, in the
+    split and the case lists that training writes into the model's JSON.
+    """
+    split = info.get("split", {})
+    for role, part, cases in (("training", "train", "train_cases"), ("validation", "val", "val_cases")):
+        if case_id in (*split.get(part, ()), *info.get(cases, ())):
+            return role
+    return None
+
+
+def seen_patient_note(info: Mapping, case_id: str) -> str:
+    """A warning sentence when ``case_id`` was among the model's own patients; empty otherwise."""
+    role = training_role(info, case_id)
+    if role is None:
+        return ""
+    return (
+        f"{case_id} was one of this model's {role} patients, so its scores here overstate the accuracy to expect "
+        "on a new patient; the cross-validated accuracy in the model card is the fair estimate."
+    )
+
+
 def accuracy_text(info: Mapping) -> str:
     """The measured accuracy recorded in a model's JSON, as one sentence for users.
 

@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import csv
 import io as _io
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from neuroinsight import io
 from neuroinsight.grading import GradeModel, grade_features
-from neuroinsight.inference import DEFAULT_POSTPROCESS, PostprocessConfig, Segmentation, Segmenter
+from neuroinsight.inference import DEFAULT_POSTPROCESS, PostprocessConfig, Segmentation, Segmenter, training_role
 from neuroinsight.metrics import METRIC_NAMES, RegionScores, region_volumes_ml, score_case
 
 
@@ -84,9 +84,11 @@ def score_rows(case_id: str, scores: dict[str, RegionScores], model: str) -> lis
 
 
 def rows_to_csv(rows: Sequence[dict[str, object]], extra_columns: Sequence[str] = ()) -> str:
-    """Metric rows as CSV text (header: extra columns, case, model, region, metrics)."""
+    """Metric rows as CSV text (header: extra columns, case, model, region, metrics, any other keys)."""
     buffer = _io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=[*extra_columns, "case", "model", "region", *METRIC_NAMES])
+    columns = [*extra_columns, "case", "model", "region", *METRIC_NAMES]
+    columns += [k for k in dict.fromkeys(k for row in rows for k in row) if k not in columns]
+    writer = csv.DictWriter(buffer, fieldnames=columns)
     writer.writeheader()
     for row in rows:
         writer.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in row.items()})
@@ -103,6 +105,9 @@ def evaluate_folder(
     progress: Callable[[int, int], None] | None = None,
 ) -> list[dict[str, object]]:
     """Segment and score every case that has ground truth.
+
+    Each row's ``seen_in_training`` says whether the model trained (``training``) or was
+    validated (``validation``) on that patient, or ``no``.
 
     Args:
         case_dirs: Case folders.
@@ -121,7 +126,13 @@ def evaluate_folder(
             if label_out is not None:
                 io.save_label_map(segmentation.labels, case, label_out / f"{case.case_id}_pred.nii.gz")
             scores = score_case(segmentation.labels, case.label, spacing_mm=case.spacing_mm)
-            rows += score_rows(case.case_id, scores, segmenter.name)
+            seen = training_role(segmenter.info, case.case_id) or "no"
+            rows += [{**row, "seen_in_training": seen} for row in score_rows(case.case_id, scores, segmenter.name)]
         if progress is not None:
             progress(done, len(case_dirs))
     return rows
+
+
+def seen_cases(rows: Sequence[Mapping[str, object]]) -> list[str]:
+    """Cases of :func:`evaluate_folder` rows that their model trained or was validated on."""
+    return sorted({str(r["case"]) for r in rows if r.get("seen_in_training", "no") != "no"})

@@ -21,7 +21,7 @@ from fpdf.enums import XPos, YPos
 
 from neuroinsight import __version__, viz
 from neuroinsight.grading import CAVEAT
-from neuroinsight.inference import accuracy_text
+from neuroinsight.inference import accuracy_text, seen_patient_note
 from neuroinsight.pipeline import CaseResult
 
 DISCLAIMER = "For research and teaching. Not for diagnosis."
@@ -176,6 +176,9 @@ def build_pdf(
 
     if result.scores is not None and case.label is not None:
         pdf.heading("Agreement with the provided ground truth")
+        note = seen_patient_note(model_info, case.case_id)
+        if note:
+            pdf.paragraph(note)
         with pdf.table(col_widths=(20, 22, 22, 28, 28, 30), text_align="CENTER") as table:
             table.row(["Region", "Dice", "IoU", "Sensitivity", "Specificity", "HD95 (mm)"])
             for region, s in result.scores.items():

@@ -7,8 +7,8 @@ import streamlit as st
 
 from neuroinsight import metrics, ui, viz
 from neuroinsight.errors import InputError
-from neuroinsight.inference import choose_model
-from neuroinsight.pipeline import evaluate_folder, rows_to_csv
+from neuroinsight.inference import choose_model, seen_patient_note
+from neuroinsight.pipeline import evaluate_folder, rows_to_csv, seen_cases
 
 ui.page_header("Metrics", ":material/analytics:")
 result = ui.current_result()
@@ -29,6 +29,9 @@ else:
             "This case has no ground truth, so there is nothing to score against. Upload a label map with the scans."
         )
     else:
+        note = seen_patient_note(result.model_info, case.case_id)
+        if note:
+            st.warning(note, icon=":material/school:")
         table = pd.DataFrame([{"region": r, **s.to_dict()} for r, s in result.scores.items()])
         st.dataframe(table.round(4), hide_index=True)
         st.caption("HD95 in mm from the voxel spacing; empty-mask rule as in BraTS (both empty: Dice 1, HD95 0).")
@@ -65,6 +68,14 @@ else:
         st.session_state[ui.BATCH_ROWS] = rows
     rows = st.session_state.get(ui.BATCH_ROWS)
     if rows:
+        seen = seen_cases(rows)
+        if seen:
+            st.warning(
+                f"{len(seen)} of {len({r['case'] for r in rows})} cases were among the models' own training or "
+                "validation patients (column seen_in_training): their scores overstate the accuracy to expect on "
+                "new patients. The model card's cross-validated numbers are the fair estimate.",
+                icon=":material/school:",
+            )
         st.plotly_chart(viz.region_boxplot(rows, "dice"), key="box")
         summary = metrics.summarise(rows)
         st.dataframe(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 
 import nibabel as nib
@@ -166,13 +167,22 @@ def test_evaluate_records_only_patients_the_model_never_trained_on(phantom_data_
     info = json.loads(tiny_model_path.with_suffix(".json").read_text())
     info["split"] = {"train": ["ph0"], "val": ["ph2"], "test": ["ph1"]}
     model.with_suffix(".json").write_text(json.dumps(info))
-    common = ["--no-progress", "evaluate", str(phantom_data_dir), "--no-tta", "--record"]
-    common += ["--model", str(model), "--precision", "float32", "--cases"]
-    assert main([*common, "ph0", "ph1"]) == 2
-    assert "trained or selected on ph0" in capsys.readouterr().err
+    plain = ["--no-progress", "evaluate", str(phantom_data_dir), "--no-tta", "--model", str(model)]
+    plain += ["--precision", "float32"]
+    common = [*plain, "--record", "--cases"]
+    assert main([*common, "ph0", "ph1", "ph2"]) == 2
+    assert "trained or selected on ph0, ph2" in capsys.readouterr().err
     assert "test_metrics" not in json.loads(model.with_suffix(".json").read_text())
     assert main([*common, "ph1"]) == 0
     assert json.loads(model.with_suffix(".json").read_text())["test_metrics"]["cases"] == ["ph1"]
+    assert "note:" not in capsys.readouterr().out  # a test patient alone: nothing to warn about
+
+    # Without --record, the model's own patients are scored but flagged, in the CSV and on screen.
+    out = tmp_path / "metrics.csv"
+    assert main([*plain, "--out", str(out), "--cases", "ph0", "ph1", "ph2"]) == 0
+    assert "note: 2 of these cases (ph0, ph2) were among the model's own" in capsys.readouterr().out
+    seen = {row["case"]: row["seen_in_training"] for row in csv.DictReader(out.read_text().splitlines())}
+    assert seen == {"ph0": "training", "ph1": "no", "ph2": "validation"}
 
 
 def test_parser_choices_agree_with_the_package():

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 from streamlit.testing.v1 import AppTest
 
@@ -67,6 +69,13 @@ def test_metrics_and_report_pages_with_a_case(demo_session):
     metrics = _with_result("pages/3_Metrics.py", demo_session)
     assert not metrics.exception
     assert len(metrics.dataframe) >= 2  # volumes and per-region scores (the demo has ground truth)
+    assert not any("overstate" in w.value for w in metrics.warning)  # no model trained on the demo
+    result = demo_session.session_state["result"]
+    seen = replace(result, model_info={**result.model_info, "train_cases": [result.case.case_id]})
+    at = page("pages/3_Metrics.py")
+    at.session_state["result"] = seen
+    at.run()
+    assert any("training patients" in w.value and "overstate" in w.value for w in at.warning)
     report = _with_result("pages/4_Report.py", demo_session)
     assert not report.exception
     assert report.session_state["report_pdf"].startswith(b"%PDF")

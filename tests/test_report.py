@@ -70,6 +70,16 @@ def test_report_text_holds_the_facts(result, grader, tmp_path):
     assert "test-time augmentation" not in " ".join(text.split())  # this result ran without it
     flat = " ".join(text.split())
     assert "nested BraTS regions" in flat and "largest tumor component" in flat  # analyse_case's defaults
+    assert "overstate" not in flat  # the model never saw this phantom
+
+
+@requires_poppler
+def test_report_warns_when_the_model_trained_on_this_patient(result, tmp_path):
+    from dataclasses import replace
+
+    seen = replace(result, model_info={**result.model_info, "train_cases": [result.case.case_id]})
+    flat = " ".join(_text(build_pdf(seen, created=WHEN), tmp_path).split())
+    assert f"{result.case.case_id} was one of this model's training patients" in flat and "overstate" in flat
 
 
 @requires_poppler
