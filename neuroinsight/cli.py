@@ -295,6 +295,8 @@ def _run_segment(args: argparse.Namespace) -> int:
         print(f"  P(HGG) {result.hgg_probability:.2f}  ({CAVEAT})")
     if result.scores:
         print("  Dice " + " ".join(f"{r} {s.dice:.3f}" for r, s in result.scores.items()))
+    for warning in result.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
     print(f"wrote {args.out}")
     return 0
 

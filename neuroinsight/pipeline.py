@@ -16,6 +16,7 @@ from neuroinsight import io
 from neuroinsight.grading import GradeModel, grade_features
 from neuroinsight.inference import DEFAULT_POSTPROCESS, PostprocessConfig, Segmentation, Segmenter, training_role
 from neuroinsight.metrics import METRIC_NAMES, RegionScores, region_volumes_ml, score_case
+from neuroinsight.preprocessing import skull_strip_warning
 
 
 @dataclass
@@ -29,6 +30,7 @@ class CaseResult:
         hgg_probability: P(HGG) from the grade model (None without one).
         scores: Metrics per BraTS region when ground truth exists, else None.
         model_info: The model's training sidecar (settings, split, measured metrics).
+        warnings: Sentences for the user about an input unlike the training data.
     """
 
     case: io.Case
@@ -37,6 +39,7 @@ class CaseResult:
     hgg_probability: float | None
     scores: dict[str, RegionScores] | None
     model_info: dict = field(default_factory=dict, repr=False)
+    warnings: list[str] = field(default_factory=list)
     _windows: dict[str, tuple[float, float]] = field(default_factory=dict, repr=False)
 
     def display_window(self, modality: str) -> tuple[float, float]:
@@ -75,7 +78,16 @@ def analyse_case(
     scores = None
     if case.label is not None:
         scores = score_case(segmentation.labels, case.label, spacing_mm=case.spacing_mm)
-    return CaseResult(case, segmentation, volumes, probability, scores, model_info=segmenter.info)
+    warning = skull_strip_warning(segmentation.prepared.brain, case.voxel_volume_ml)
+    return CaseResult(
+        case,
+        segmentation,
+        volumes,
+        probability,
+        scores,
+        model_info=segmenter.info,
+        warnings=[warning] if warning else [],
+    )
 
 
 def score_rows(case_id: str, scores: dict[str, RegionScores], model: str) -> list[dict[str, object]]:

@@ -142,6 +142,8 @@ def build_pdf(
         f"{', '.join(m.upper() for m in seg.modalities)} ({seg.model_name}). Voxel spacing {sx:.3g} \u00d7 {sy:.3g} "
         f"\u00d7 {sz:.3g} mm (voxel volume {case.voxel_volume_ml * 1000:.3g} mm\u00b3); volumes below in cm\u00b3."
     )
+    for warning in result.warnings:
+        pdf.paragraph(f"Warning: {warning}")
     with pdf.table(col_widths=(110, 40), text_align=("LEFT", "RIGHT"), first_row_as_headings=True) as table:
         table.row(["Region", "Volume (cm\u00b3)"])
         for key, name in _VOLUME_NAMES.items():

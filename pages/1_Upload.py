@@ -66,6 +66,8 @@ if result is not None:
         f"{seg.seconds:.1f} s · shape {result.case.shape} · spacing "
         f"{' x '.join(f'{s:.3g}' for s in result.case.spacing_mm)} mm"
     )
+    for warning in result.warnings:
+        st.warning(warning, icon=":material/warning:")
     cols = st.columns(5)
     for col, (name, volume) in zip(cols, result.volumes_ml.items(), strict=True):
         col.metric(f"{name} (cm³)", f"{volume:.2f}")

@@ -49,8 +49,9 @@ def test_segment_and_evaluate_agree(phantom_data_dir, tiny_model_path, tmp_path,
         ]
     )
     assert code == 0
-    printed = capsys.readouterr().out
+    printed, errors = capsys.readouterr()
     assert "WT" in printed and "cm3" in printed and "flip TTA" in printed
+    assert "warning" not in errors  # a skull-stripped phantom
     seg = nib.load(out)
     assert seg.shape == nib.load(case_dir / "ph0_t1ce.nii.gz").shape
     assert set(np.unique(np.asarray(seg.dataobj))) <= {0, 1, 2, 4}
@@ -98,6 +99,21 @@ def test_segment_and_evaluate_agree(phantom_data_dir, tiny_model_path, tmp_path,
             if row[0] == case_id:
                 assert float(row[header.index("dice")]) == pytest.approx(scores[row[2]].dice, abs=1e-5)
                 assert float(row[header.index("hd95_mm")]) == pytest.approx(scores[row[2]].hd95_mm, abs=1e-4)
+
+
+def test_segment_warns_about_a_scan_that_is_not_skull_stripped(tiny_model_path, tmp_path, capsys):
+    from neuroinsight import io
+    from tests.conftest import small_case
+
+    case = small_case(seed=2)
+    noise = np.random.default_rng(0).uniform(1.0, 5.0, case.shape).astype(np.float32)
+    for image in case.images.values():  # scanner noise where a skull-stripped scan has zeros
+        image[image == 0] = noise[image == 0]
+    folder = io.save_case(case, tmp_path / "head")
+    out = tmp_path / "seg.nii.gz"
+    assert main(["--no-progress", "segment", str(folder), "--out", str(out), *tiny_model_args(tiny_model_path)]) == 0
+    assert "warning: This scan does not look skull-stripped" in capsys.readouterr().err
+    assert out.exists()  # warned, not refused
 
 
 def test_report_command_writes_a_pdf(phantom_dir, tiny_model_path, tmp_path):

@@ -76,6 +76,14 @@ def test_metrics_and_report_pages_with_a_case(demo_session):
     at.session_state["result"] = seen
     at.run()
     assert any("training patients" in w.value and "overstate" in w.value for w in at.warning)
+
+
+def test_upload_page_shows_the_input_warnings(demo_session):
+    assert demo_session.session_state["result"].warnings == []  # the demo is skull-stripped
+    at = page("pages/1_Upload.py")
+    at.session_state["result"] = replace(demo_session.session_state["result"], warnings=["Not skull-stripped."])
+    at.run()
+    assert not at.exception and [w.value for w in at.warning] == ["Not skull-stripped."]
     report = _with_result("pages/4_Report.py", demo_session)
     assert not report.exception
     assert report.session_state["report_pdf"].startswith(b"%PDF")

@@ -196,3 +196,13 @@ def test_brain_box_is_the_centred_square_around_the_brain():
         x0=8, y0=1, size_x=14, size_y=14
     )  # centre (15, 8), side 10 + 2 * 2
     assert pp.brain_box(np.zeros((8, 6, 4), bool), margin=2) == pp.CropBox(0, 0, 8, 6)
+
+
+def test_skull_strip_warning_only_for_more_than_a_brain():
+    case = small_case(seed=1)
+    brain = pp.brain_mask(case.images)
+    assert pp.skull_strip_warning(brain, case.voxel_volume_ml) is None  # a skull-stripped phantom
+    everything = np.ones_like(brain)  # a noisy background: every voxel non-zero
+    assert "does not look skull-stripped" in pp.skull_strip_warning(everything, case.voxel_volume_ml)
+    # 25 % of the grid but 3 L: a head with its skull in a large field of view.
+    assert "3.0 L" in pp.skull_strip_warning(brain, 3000.0 / np.count_nonzero(brain))

@@ -71,6 +71,16 @@ def test_report_text_holds_the_facts(result, grader, tmp_path):
     flat = " ".join(text.split())
     assert "nested BraTS regions" in flat and "largest tumor component" in flat  # analyse_case's defaults
     assert "overstate" not in flat  # the model never saw this phantom
+    assert "skull-stripped" not in flat and result.warnings == []
+
+
+@requires_poppler
+def test_report_repeats_the_input_warnings(result, tmp_path):
+    from dataclasses import replace
+
+    warned = replace(result, warnings=["This scan does not look skull-stripped: test."])
+    flat = " ".join(_text(build_pdf(warned, created=WHEN), tmp_path).split())
+    assert "Warning: This scan does not look skull-stripped: test." in flat
 
 
 @requires_poppler
