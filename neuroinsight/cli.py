@@ -207,6 +207,14 @@ def _add_model_args(p: argparse.ArgumentParser) -> None:
         help="labels from nested BraTS regions (default, see the model card) or the most probable class",
     )
     p.add_argument(
+        "--region-thresholds",
+        type=float,
+        nargs=3,
+        metavar=("WT", "TC", "ET"),
+        help="region decoding: P(tumor), core share of the tumor, enhancing share of the core above these "
+        "[default: the cross-validated ones in the model card]",
+    )
+    p.add_argument(
         "--tta",
         action=argparse.BooleanOptionalAction,
         default=True,  # better TC and ET under cross-validation (model card); --no-tta halves the network time
@@ -233,8 +241,10 @@ def _segmenter_factory(args: argparse.Namespace):
 def _postprocess_of(args: argparse.Namespace):
     from neuroinsight.inference import DEFAULT_POSTPROCESS, PostprocessConfig
 
+    thresholds = tuple(args.region_thresholds) if args.region_thresholds else DEFAULT_POSTPROCESS.region_thresholds
     return PostprocessConfig(
         decoding=args.decode or DEFAULT_POSTPROCESS.decoding,
+        region_thresholds=thresholds,  # type: ignore[arg-type]
         min_component_ml=args.min_component_ml,
         largest_component_only=not args.all_components,
         min_enhancing_ml=args.min_et_ml,

@@ -117,12 +117,12 @@ def run_crossval(
                 for tta in tta_options:
                     # Segment once; every variant starts from the same network probabilities.
                     segmentation = segmenter.segment(case, tta=tta, attention=False, post=NO_POSTPROCESS)
-                    raw = {NO_POSTPROCESS.decoding: segmentation.labels}
+                    raw = {_decoding_of(NO_POSTPROCESS): segmentation.labels}
                     for post_name, post in posts.items():
-                        if post.decoding not in raw:
+                        if _decoding_of(post) not in raw:
                             probs, prepared = segmentation.network_probabilities, segmentation.prepared
-                            raw[post.decoding] = restore_labels(probs, prepared, post.decoding)
-                        labels = postprocess(raw[post.decoding], post, case.voxel_volume_ml)
+                            raw[_decoding_of(post)] = restore_labels(probs, prepared, *_decoding_of(post))
+                        labels = postprocess(raw[_decoding_of(post)], post, case.voxel_volume_ml)
                         scores = score_case(labels, case.label, spacing_mm=case.spacing_mm)
                         for row in score_rows(case.case_id, scores, segmenter.name):
                             row.update(
@@ -136,6 +136,11 @@ def run_crossval(
 
 #: Training settings that define a recipe: overriding one names a new recipe in the results.
 RECIPE_FIELDS = ("loss", "augment")
+
+
+def _decoding_of(post: PostprocessConfig) -> tuple[str, tuple[float, float, float]]:
+    """What decides the raw labels of a variant: variants that share it share one decoding pass."""
+    return post.decoding, post.region_thresholds
 
 
 def recipe_name(preset: str, config: TrainConfig) -> str:

@@ -31,9 +31,12 @@ from scipy import ndimage
 from neuroinsight.errors import InputError
 from neuroinsight.io import MODALITIES, Case
 from neuroinsight.preprocessing import (
+    DECODINGS,
+    HALF,
     N_CLASSES,
     PreparedVolume,
     PreprocessConfig,
+    RegionThresholds,
     bounding_box,
     prepare_volume,
     resize_plane,
@@ -60,15 +63,25 @@ class PostprocessConfig:
     Attributes:
         decoding: ``argmax`` or ``regions`` (:func:`~neuroinsight.preprocessing.decode_labels`);
             applied by :meth:`Segmenter.segment`, not by :func:`postprocess`.
+        region_thresholds: With ``regions``: whole tumor where P(tumor) exceeds the first,
+            core where the core's share of it exceeds the second, enhancing where its share of
+            the core exceeds the third.
         min_component_ml: Whole-tumor connected components smaller than this are removed (0: off).
         largest_component_only: Keep only the largest whole-tumor component.
         min_enhancing_ml: If the total enhancing volume is below this, relabel it as NCR/NET (0: off).
     """
 
     decoding: str = "argmax"
+    region_thresholds: RegionThresholds = HALF
     min_component_ml: float = 0.0
     largest_component_only: bool = False
     min_enhancing_ml: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.decoding not in DECODINGS:
+            raise InputError(f"decoding must be one of {', '.join(DECODINGS)}, got {self.decoding!r}.")
+        if len(self.region_thresholds) != 3 or not all(0 < t < 1 for t in self.region_thresholds):
+            raise InputError(f"Region thresholds must be three numbers between 0 and 1, got {self.region_thresholds}.")
 
 
 NO_POSTPROCESS = PostprocessConfig()
@@ -280,7 +293,9 @@ class Segmenter:
         with ThreadPoolExecutor(max_workers=2) as pool:
             list(
                 pool.map(
-                    lambda item: restore_label_slices(item[1], item[0], prepared, labels, post.decoding),
+                    lambda item: restore_label_slices(
+                        item[1], item[0], prepared, labels, post.decoding, post.region_thresholds
+                    ),
                     batch_probabilities,
                 )
             )

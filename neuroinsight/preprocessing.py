@@ -431,7 +431,21 @@ def restore_probabilities(probs: NDArray[np.float32], prepared: PreparedVolume) 
     return full
 
 
-def restore_labels(probs: NDArray[np.float32], prepared: PreparedVolume, decoding: str = "argmax") -> NDArray[np.uint8]:
+#: How class probabilities become labels (:func:`decode_labels`).
+DECODINGS = ("argmax", "regions")
+
+
+#: Region-decoding thresholds (whole tumor, core share of the tumor, enhancing share of the core).
+RegionThresholds = tuple[float, float, float]
+HALF: RegionThresholds = (0.5, 0.5, 0.5)
+
+
+def restore_labels(
+    probs: NDArray[np.float32],
+    prepared: PreparedVolume,
+    decoding: str = "argmax",
+    thresholds: RegionThresholds = HALF,
+) -> NDArray[np.uint8]:
     """BraTS labels on the full canonical grid: :func:`decode_labels` of :func:`restore_probabilities`,
     0 outside the brain.
 
@@ -439,31 +453,35 @@ def restore_labels(probs: NDArray[np.float32], prepared: PreparedVolume, decodin
         uint8 ``(X, Y, Z)`` in Fortran order (axial planes contiguous, as NIfTI stores them).
     """
     labels = np.zeros(prepared.full_shape, dtype=np.uint8, order="F")
-    restore_label_slices(probs, np.arange(len(probs)), prepared, labels, decoding)
+    restore_label_slices(probs, np.arange(len(probs)), prepared, labels, decoding, thresholds)
     return labels
 
 
-#: How class probabilities become labels (:func:`decode_labels`).
-DECODINGS = ("argmax", "regions")
-
-
-def decode_labels(probs: NDArray[np.float32], decoding: str = "argmax") -> NDArray[np.uint8]:
+def decode_labels(
+    probs: NDArray[np.float32], decoding: str = "argmax", thresholds: RegionThresholds = HALF
+) -> NDArray[np.uint8]:
     """BraTS labels from ``(..., 4)`` class probabilities.
 
     ``argmax`` takes the most probable class (ties keep the lower class). ``regions`` decides
     the nested BraTS regions in turn from summed probabilities, as region-based models are
-    read out (Isensee et al., BraTS 2018): whole tumor where P(NCR)+P(ED)+P(ET) > P(background),
-    within it tumor core where P(NCR)+P(ET) > P(ED), within that enhancing where P(ET) > P(NCR).
-    A voxel whose tumor probability is split between classes is then still tumor.
+    read out (Isensee et al., BraTS 2018): whole tumor where P(NCR)+P(ED)+P(ET) exceeds
+    ``thresholds[0]``; within it tumor core where P(NCR)+P(ET) exceeds ``thresholds[1]`` of the
+    tumor probability; within that enhancing where P(ET) exceeds ``thresholds[2]`` of the core
+    probability. With halves these read P(tumor) > P(background), P(core) > P(ED), P(ET) > P(NCR),
+    and a voxel whose tumor probability is split between classes is still tumor.
     """
     if decoding not in DECODINGS:
         raise ValueError(f"Unknown decoding {decoding!r}; choose one of {', '.join(DECODINGS)}.")
     # Elementwise maxima and sums: NumPy reduces a 4-wide last axis an order of magnitude slower.
     background, ncr, edema, enhancing = (probs[..., c] for c in range(N_CLASSES))
     if decoding == "regions":
-        core = np.where(enhancing > ncr, CLASS_TO_LABEL[3], CLASS_TO_LABEL[1]).astype(np.uint8)
-        tumor = np.where(ncr + enhancing > edema, core, np.uint8(CLASS_TO_LABEL[2]))
-        return np.where(ncr + edema + enhancing > background, tumor, np.uint8(0)).astype(np.uint8)
+        whole, core, enhancing_share = thresholds
+        core_p = ncr + enhancing
+        tumor_p = core_p + edema
+        # Products, not ratios: no division by a zero core or tumor probability.
+        core_labels = np.where(enhancing > enhancing_share * core_p, CLASS_TO_LABEL[3], CLASS_TO_LABEL[1])
+        tumor = np.where(core_p > core * tumor_p, core_labels.astype(np.uint8), np.uint8(CLASS_TO_LABEL[2]))
+        return np.where(tumor_p > whole * (tumor_p + background), tumor, np.uint8(0)).astype(np.uint8)
     best, labels = background, np.zeros(probs.shape[:-1], dtype=np.uint8)
     for c in range(1, N_CLASSES):  # strictly greater: ties keep the lower class, as argmax does
         wins = probs[..., c] > best
@@ -478,18 +496,23 @@ def restore_label_slices(
     prepared: PreparedVolume,
     labels: NDArray[np.uint8],
     decoding: str = "argmax",
+    thresholds: RegionThresholds = HALF,
 ) -> None:
     """Write the labels of axial slices ``index`` (network probabilities ``probs``, one per index) into ``labels``.
 
-    Only slices where some network pixel has P(background) < 1/2 are resized: resizing takes
-    convex combinations (:func:`resize_plane`), so where background holds more than half the
-    probability at every network pixel it does at every resized voxel too, and both decodings
-    then give background. Skipping those slices changes nothing and saves most of the work.
+    Only slices where some network pixel could be tumor are resized: P(tumor) above the
+    whole-tumor threshold (regions) or above P(background) (argmax needs P(background) < 1/2).
+    Both tests are linear in the probabilities and resizing takes convex combinations
+    (:func:`resize_plane`), so a slice that fails them at every network pixel fails them at
+    every resized voxel too and decodes to background. Skipping it changes nothing and saves
+    most of the work.
     """
     box = prepared.box
     volume_part, window_part = box._overlap(prepared.full_shape[:2])
-    tumor = probs[..., 1] + probs[..., 2] + probs[..., 3] > probs[..., 0]
+    tumor_p = probs[..., 1] + probs[..., 2] + probs[..., 3]
+    whole = thresholds[0] if decoding == "regions" else 0.5
+    tumor = tumor_p > whole * (tumor_p + probs[..., 0])
     for i in np.nonzero(tumor.any(axis=(1, 2)))[0]:
         window = resize_plane(probs[i], (box.size_x, box.size_y))[window_part]
         z = index[i]
-        labels[(*volume_part, z)] = decode_labels(window, decoding) * prepared.brain[(*volume_part, z)]
+        labels[(*volume_part, z)] = decode_labels(window, decoding, thresholds) * prepared.brain[(*volume_part, z)]

@@ -212,8 +212,10 @@ def build_pdf(
     tta_note = (
         ", averaged with the left-right mirrored scan (test-time augmentation)" if seg.uncertainty is not None else ""
     )
+    whole, core, enhancing = seg.post.region_thresholds
     decoding = (
-        "labels decoded from the nested BraTS regions (whole tumor, then core, then enhancing)"
+        f"labels decoded from the nested BraTS regions (whole tumor where P(tumor) > {whole:g}, within it core "
+        f"where the core's share > {core:g}, within that enhancing where its share of the core > {enhancing:g})"
         if seg.post.decoding == "regions"
         else "each voxel labelled with its most probable class"
     )

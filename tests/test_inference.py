@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from neuroinsight import io
+from neuroinsight import preprocessing as pp
 from neuroinsight.errors import InputError
 from neuroinsight.inference import PostprocessConfig, Segmenter, choose_model, postprocess
 from tests.conftest import REPO, ras_copy, small_case
@@ -70,6 +71,25 @@ def test_postprocessing_rules():
     assert largest[15, 15, 15] == 0
     relabelled = postprocess(labels, PostprocessConfig(min_enhancing_ml=0.01), voxel_ml=0.001)
     assert not (relabelled == 4).any() and (relabelled[4:6, 4:6, 4:6] == 1).all()
+
+
+@pytest.mark.parametrize(
+    "settings", [{"decoding": "softmax"}, {"region_thresholds": (0.5, 1.0, 0.5)}, {"region_thresholds": (0.5, 0.5)}]
+)
+def test_postprocess_settings_are_checked(settings):
+    with pytest.raises(InputError):
+        PostprocessConfig(**settings)
+
+
+def test_segment_applies_the_region_thresholds(segmenter):
+    case = small_case(seed=5)
+    plain = segmenter.segment(case)
+    # The whole-tumor threshold at the median tumor probability in the brain: about half of it
+    # is then tumor, whatever the untrained network outputs, so the check cannot pass vacuously.
+    thresholds = (float(np.median(1.0 - plain.probabilities[..., 0][plain.brain])), 0.3, 0.6)
+    labels = segmenter.segment(case, post=PostprocessConfig(decoding="regions", region_thresholds=thresholds)).labels
+    np.testing.assert_array_equal(labels, pp.decode_labels(plain.probabilities, "regions", thresholds) * plain.brain)
+    assert 0.3 < np.count_nonzero(labels) / np.count_nonzero(plain.brain) < 0.7
 
 
 def test_model_choice_follows_modalities(tmp_path):

@@ -143,8 +143,10 @@ def test_prepare_volume_equals_its_definition(config, stored):
     np.testing.assert_array_equal(prepared.batch(np.array([5, 7])), prepared.slices[[5, 7]])
 
 
-@pytest.mark.parametrize("decoding", pp.DECODINGS)
-def test_restore_labels_decodes_the_restored_probabilities(decoding):
+@pytest.mark.parametrize(
+    ("decoding", "thresholds"), [("argmax", pp.HALF), ("regions", pp.HALF), ("regions", (0.2, 0.15, 0.4))]
+)
+def test_restore_labels_decodes_the_restored_probabilities(decoding, thresholds):
     case = small_case(seed=4)
     prepared = pp.prepare_volume(case.images, pp.DEFAULT_PREPROCESS)
     rng = np.random.default_rng(1)
@@ -153,8 +155,8 @@ def test_restore_labels_decodes_the_restored_probabilities(decoding):
     logits[:10, ..., 0] += 10  # some slices entirely background
     probs = np.exp(logits) / np.exp(logits).sum(-1, keepdims=True)
     restored = pp.restore_probabilities(probs, prepared)
-    expected = pp.decode_labels(restored, decoding) * prepared.brain
-    labels = pp.restore_labels(probs, prepared, decoding)
+    expected = pp.decode_labels(restored, decoding, thresholds) * prepared.brain
+    labels = pp.restore_labels(probs, prepared, decoding, thresholds)
     np.testing.assert_array_equal(labels, expected)
     assert labels[..., :10].max() == 0 and len(np.unique(labels)) >= 3  # not vacuous
     if decoding == "argmax":
@@ -176,6 +178,14 @@ def test_region_decoding_keeps_tumor_whose_probability_is_split():
     np.testing.assert_array_equal(pp.decode_labels(probs, "regions"), [4, 1, 2, 0, 1])
     with pytest.raises(ValueError, match="decoding"):
         pp.decode_labels(probs, "softmax")
+
+
+def test_region_thresholds_move_each_nested_boundary():
+    voxel = np.array([[0.6, 0.1, 0.2, 0.1]], dtype=np.float32)  # tumor 0.4, core 0.2 of it, ET 0.1 of that
+    assert pp.decode_labels(voxel, "regions", (0.5, 0.5, 0.5))[0] == 0  # 0.4 is not above half
+    assert pp.decode_labels(voxel, "regions", (0.3, 0.6, 0.5))[0] == 2  # tumor; core share 0.5 < 0.6: edema
+    assert pp.decode_labels(voxel, "regions", (0.3, 0.4, 0.6))[0] == 1  # core; ET share 0.5 < 0.6: NCR
+    assert pp.decode_labels(voxel, "regions", (0.3, 0.4, 0.4))[0] == 4  # ET share 0.5 > 0.4
 
 
 @pytest.mark.parametrize("order", ["C", "F"])
