@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 
 from neuroinsight import io
 from neuroinsight.errors import InputError
-from neuroinsight.inference import NO_POSTPROCESS, PostprocessConfig, Segmenter, postprocess
+from neuroinsight.inference import DEFAULT_POSTPROCESS, NO_POSTPROCESS, PostprocessConfig, Segmenter, postprocess
 from neuroinsight.metrics import score_case, summarise
 from neuroinsight.pipeline import score_rows
 from neuroinsight.preprocessing import restore_labels
@@ -34,7 +34,8 @@ logger = logging.getLogger(__name__)
 #: the largest would keep a second lesion of a multifocal tumor. Relabelling a small total
 #: enhancing volume as necrosis follows Isensee et al. (BraTS 2018): LGGs often have no
 #: enhancing tumor, and a few false-positive ET voxels there turn a Dice of 1 into 0.
-#: ``+regions``: labels decoded from the nested BraTS regions instead of the argmax.
+#: ``+regions``: labels decoded from the nested BraTS regions instead of the argmax (thresholds
+#: at halves; ``-tuned``: the thresholds chosen by bench/crossval/thresholds.py, the default).
 POST_VARIANTS: dict[str, PostprocessConfig] = {
     "none": NO_POSTPROCESS,
     "min1ml": PostprocessConfig(min_component_ml=1.0),
@@ -44,6 +45,7 @@ POST_VARIANTS: dict[str, PostprocessConfig] = {
     "largest_et1": PostprocessConfig(largest_component_only=True, min_enhancing_ml=1.0),
     "none+regions": PostprocessConfig(decoding="regions"),
     "largest+regions": PostprocessConfig(decoding="regions", largest_component_only=True),
+    "largest+regions-tuned": DEFAULT_POSTPROCESS,
 }
 
 
