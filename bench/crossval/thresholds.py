@@ -13,10 +13,12 @@ mean Dice (WT, TC, ET averaged) on the *other* folds' patients and scores it on 
 that nested estimate is the accuracy to expect from thresholds tuned this way, not the best
 triple's in-sample score (also printed).
 
-Rows (``preset``, ``fold``, ``case``, ``thresholds``, ``region``, ``dice``) go to ``--out``.
+Rows (``preset``, ``fold``, ``case``, ``thresholds``, ``region``, ``dice``) go to ``--out``;
+``--summarise`` prints the summary of an existing CSV again without scoring.
 
     PYTHONPATH=. python bench/crossval/thresholds.py --work runs/crossval \
         --recipes four+robust improved --out bench/crossval/thresholds.csv
+    PYTHONPATH=. python bench/crossval/thresholds.py --summarise --out bench/crossval/thresholds.csv
 """
 
 from __future__ import annotations
@@ -58,53 +60,78 @@ def mean_dice(scores: dict, cases: Sequence, thresholds: tuple[float, float, flo
     return np.mean([scores[c][thresholds] for c in cases], axis=0)
 
 
+def summarise(scores: dict, folds: int) -> None:
+    """Print halves, the nested cross-validated pick and the in-sample best of one recipe."""
+    cases = list(scores)
+    grid = list(next(iter(scores.values())))
+    nested, picks = [], []
+    for fold in range(folds):
+        inner = [c for c in cases if c[0] != fold]
+        pick = max(grid, key=lambda t: mean_dice(scores, inner, t).mean())
+        picks.append(pick)
+        nested += [scores[c][pick] for c in cases if c[0] == fold]
+    half, nested = np.array([scores[c][HALF] for c in cases]), np.array(nested)
+    best = max(grid, key=lambda t: mean_dice(scores, cases, t).mean())
+    print(f"  halves {HALF}: {np.round(half.mean(0), 3)}")
+    print(f"  nested (picked per fold {picks}): {np.round(nested.mean(0), 3)}")
+    print(f"    better / worse than halves on {(nested > half).sum(0)} / {(nested < half).sum(0)} patients")
+    print(f"  best on all patients {best} (in-sample): {np.round(mean_dice(scores, cases, best), 3)}")
+
+
+def read_scores(path: Path) -> dict[str, dict]:
+    """``{recipe: {(fold, case): {thresholds: (WT, TC, ET)}}}`` from a CSV this script wrote."""
+    table: dict = {}
+    with path.open() as f:
+        for row in csv.DictReader(f):
+            thresholds = tuple(float(t) for t in row["thresholds"].split())
+            cell = table.setdefault(row["preset"], {}).setdefault((int(row["fold"]), row["case"]), {})
+            cell.setdefault(thresholds, {})[row["region"]] = float(row["dice"])
+    return {
+        recipe: {case: {t: tuple(d[r] for r in REGIONS) for t, d in by_t.items()} for case, by_t in cases.items()}
+        for recipe, cases in table.items()
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--work", type=Path, required=True, help="folder of the crossval fold models")
-    parser.add_argument("--recipes", nargs="+", required=True, help="recipe names, e.g. four+robust improved")
+    parser.add_argument("--work", type=Path, help="folder of the crossval fold models")
+    parser.add_argument("--recipes", nargs="+", help="recipe names, e.g. four+robust improved")
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA_DIR)
     parser.add_argument("--folds", type=int, default=4)
-    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--out", type=Path, required=True, help="CSV written (or, with --summarise, read)")
+    parser.add_argument("--summarise", action="store_true", help="only summarise an existing --out CSV")
     args = parser.parse_args()
 
-    grid = list(itertools.product(WHOLE, CORE, ENHANCING))
-    rows = []
-    for recipe in args.recipes:
-        scores = {}  # (fold, case) -> {thresholds: (WT, TC, ET)}
-        for fold in range(args.folds):
-            model = args.work / f"{recipe}_fold{fold}.keras"
-            segmenter = Segmenter.from_path(model)
-            for case_id in read_model_info(model)["split"]["test"]:
-                scores[fold, case_id] = score_grid(segmenter, io.load_case(args.data / case_id), grid)
-                print(f"{recipe} fold {fold} {case_id}: done", flush=True)
-        for (fold, case_id), by_thresholds in scores.items():
-            for thresholds, dice in by_thresholds.items():
-                for region, value in zip(REGIONS, dice, strict=True):
-                    rows.append([recipe, fold, case_id, " ".join(f"{t:g}" for t in thresholds), region, f"{value:.6g}"])
+    if not args.summarise:
+        grid = list(itertools.product(WHOLE, CORE, ENHANCING))
+        rows = []
+        for recipe in args.recipes:
+            for fold in range(args.folds):
+                model = args.work / f"{recipe}_fold{fold}.keras"
+                segmenter = Segmenter.from_path(model)
+                for case_id in read_model_info(model)["split"]["test"]:
+                    by_thresholds = score_grid(segmenter, io.load_case(args.data / case_id), grid)
+                    for thresholds, dice in by_thresholds.items():
+                        for region, value in zip(REGIONS, dice, strict=True):
+                            name = " ".join(f"{t:g}" for t in thresholds)
+                            rows.append([recipe, fold, case_id, name, region, f"{value:.6g}"])
+                    print(f"{recipe} fold {fold} {case_id}: done", flush=True)
+        with args.out.open("w", newline="") as f:
+            writer = csv.writer(f)
+            writer.writerow(["preset", "fold", "case", "thresholds", "region", "dice"])
+            writer.writerows(rows)
 
-        cases = list(scores)
-        best = max(grid, key=lambda t: mean_dice(scores, cases, t).mean())
-        nested = []
-        picks = []
-        for fold in range(args.folds):
-            inner = [c for c in cases if c[0] != fold]
-            pick = max(grid, key=lambda t: mean_dice(scores, inner, t).mean())
-            picks.append(pick)
-            nested += [scores[c][pick] for c in cases if c[0] == fold]
-        half = np.array([scores[c][HALF] for c in cases])
-        nested_arr = np.array(nested)
-        better = [int((nested_arr[:, i] > half[:, i]).sum()) for i in range(3)]
-        worse = [int((nested_arr[:, i] < half[:, i]).sum()) for i in range(3)]
-        print(f"\n{recipe}, {len(cases)} patients, mean Dice WT / TC / ET:")
-        print(f"  halves {HALF}:                    {np.round(half.mean(0), 3)}")
-        print(f"  nested (picked per fold {picks}): {np.round(nested_arr.mean(0), 3)}")
-        print(f"    better / worse than halves on {better} / {worse} patients")
-        print(f"  best on all patients {best} (in-sample): {np.round(mean_dice(scores, cases, best), 3)}")
-
-    with args.out.open("w", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow(["preset", "fold", "case", "thresholds", "region", "dice"])
-        writer.writerows(rows)
+    scores = read_scores(args.out)
+    for recipe, by_case in scores.items():
+        print(f"\n{recipe}, {len(by_case)} patients, mean Dice WT / TC / ET:")
+        summarise(by_case, args.folds)
+    # One default for every model: the triple with the best mean Dice over all recipes' patients.
+    grid = list(next(iter(next(iter(scores.values())).values())))
+    pooled = {t: np.mean([mean_dice(s, list(s), t).mean() for s in scores.values()]) for t in grid}
+    print("\nbest mean Dice over the recipes (WT, TC, ET and recipes averaged):")
+    for t in sorted(grid, key=lambda t: -pooled[t])[:6]:
+        print(f"  {t}: {pooled[t]:.4f}")
+    print(f"  {HALF}: {pooled[HALF]:.4f}")
 
 
 if __name__ == "__main__":
