@@ -88,7 +88,10 @@ def test_segment_applies_the_region_thresholds(segmenter):
     # is then tumor, whatever the untrained network outputs, so the check cannot pass vacuously.
     thresholds = (float(np.median(1.0 - plain.probabilities[..., 0][plain.brain])), 0.3, 0.6)
     labels = segmenter.segment(case, post=PostprocessConfig(decoding="regions", region_thresholds=thresholds)).labels
-    np.testing.assert_array_equal(labels, pp.decode_labels(plain.probabilities, "regions", thresholds) * plain.brain)
+    expected = pp.decode_labels(plain.probabilities, "regions", thresholds) * plain.brain
+    # Voxels right at the threshold may round either way (the slices are resized one by one there,
+    # all at once here); the halves would differ on about half the brain.
+    assert np.count_nonzero(labels != expected) < 1e-3 * np.count_nonzero(plain.brain)
     assert 0.3 < np.count_nonzero(labels) / np.count_nonzero(plain.brain) < 0.7
 
 
