@@ -361,8 +361,9 @@ def _run_evaluate(args: argparse.Namespace) -> int:
     seen = seen_cases(rows)
     if seen:
         print(
-            f"note: {len(seen)} of these cases ({', '.join(seen)}) were among the model's own training or validation "
-            "patients; their scores overstate the accuracy to expect on new patients (see models/MODEL_CARD.md)."
+            f"note: {len(seen)} of these cases ({', '.join(seen)}) {'was' if len(seen) == 1 else 'were'} among the "
+            "model's own training or validation patients; their scores overstate the accuracy to expect on new "
+            "patients (see models/MODEL_CARD.md)."
         )
     print(f"Dice WT {dice['WT']:.3f} TC {dice['TC']:.3f} ET {dice['ET']:.3f}")
     return 0
