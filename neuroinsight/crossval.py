@@ -121,10 +121,11 @@ def run_crossval(
                     segmentation = segmenter.segment(case, tta=tta, attention=False, post=NO_POSTPROCESS)
                     raw = {_decoding_of(NO_POSTPROCESS): segmentation.labels}
                     for post_name, post in posts.items():
-                        if _decoding_of(post) not in raw:
+                        decoding = _decoding_of(post)
+                        if decoding not in raw:
                             probs, prepared = segmentation.network_probabilities, segmentation.prepared
-                            raw[_decoding_of(post)] = restore_labels(probs, prepared, *_decoding_of(post))
-                        labels = postprocess(raw[_decoding_of(post)], post, case.voxel_volume_ml)
+                            raw[decoding] = restore_labels(probs, prepared, *decoding)
+                        labels = postprocess(raw[decoding], post, case.voxel_volume_ml)
                         scores = score_case(labels, case.label, spacing_mm=case.spacing_mm)
                         for row in score_rows(case.case_id, scores, segmenter.name):
                             row.update(

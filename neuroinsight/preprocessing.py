@@ -200,8 +200,8 @@ def skull_strip_warning(mask: NDArray[np.bool_], voxel_volume_ml: float) -> str 
     noisy background they segment outside the brain. This catches the commonest upload of
     the wrong kind of scan without refusing it (the user may know better).
     """
-    volume_ml = float(np.count_nonzero(mask)) * voxel_volume_ml
-    fraction = float(np.count_nonzero(mask)) / mask.size
+    voxels = np.count_nonzero(mask)
+    volume_ml, fraction = voxels * voxel_volume_ml, voxels / mask.size
     if volume_ml <= MAX_BRAIN_ML and fraction <= MAX_BRAIN_FRACTION:
         return None
     return (
