@@ -24,6 +24,9 @@ from neuroinsight.errors import InputError
 from neuroinsight.io import MODALITIES, Case
 from neuroinsight.preprocessing import bounding_box
 
+#: Seed of the app's built-in demo case (bench/demo_accuracy.py scores the models on the same case).
+DEMO_SEED = 7
+
 # Mean intensity per tissue and modality: (t1, t1ce, t2, flair).
 _TISSUE_INTENSITY: dict[str, tuple[float, float, float, float]] = {
     "white": (600, 550, 350, 300),

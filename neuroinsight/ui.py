@@ -65,9 +65,9 @@ def demo_case() -> io.Case:
     Falls back to the geometric phantom where nilearn (which ships the template) is missing.
     """
     try:
-        return phantom.make_template_case(seed=7, case_id="demo_case")
+        return phantom.make_template_case(seed=phantom.DEMO_SEED, case_id="demo_case")
     except InputError:
-        return phantom.make_case(seed=7, tumor_radius_mm=24.0, case_id="demo_case")
+        return phantom.make_case(seed=phantom.DEMO_SEED, tumor_radius_mm=24.0, case_id="demo_case")
 
 
 def show_error(err: Exception) -> None:

@@ -12,7 +12,8 @@ whole-tumor component kept (the shipped default):
   summed probabilities (Isensee et al., BraTS 2018).
 
 Rows have the cross-validation CSV columns (``preset`` = recipes joined by `` & ``, ``post`` =
-``largest`` or ``largest+regions``), so ``python -m neuroinsight crossval-table OUT`` summarises it.
+``largest``, ``largest+regions`` or ``largest+regions-tuned``: the decoding thresholds at halves
+or tuned), so ``python -m neuroinsight crossval-table OUT`` summarises it.
 
     PYTHONPATH=. python bench/crossval/ensembles.py --work runs/crossval \
         --recipes four+robust improved four --out bench/crossval/ensembles.csv
@@ -32,7 +33,7 @@ from neuroinsight.metrics import score_case
 from neuroinsight.pipeline import rows_to_csv, score_rows
 from neuroinsight.preprocessing import decode_labels
 
-POSTS = ("largest", "largest+regions")
+POSTS = ("largest", "largest+regions", "largest+regions-tuned")
 
 
 def main() -> None:
