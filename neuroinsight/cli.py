@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import shlex
 import sys
 from collections.abc import Callable
 from dataclasses import replace
@@ -195,6 +196,12 @@ def _add_model_args(p: argparse.ArgumentParser) -> None:
         "--precision", choices=("float32", "mixed_bfloat16"), help="inference precision [default: mixed_bfloat16]"
     )
     p.add_argument(
+        "--ensemble",
+        action="store_true",
+        help="with all four modalities, average both shipped models (better WT and TC under cross-validation, "
+        "twice the network time; see the model card)",
+    )
+    p.add_argument(
         "--all-components",
         action="store_true",
         help="keep every tumor component (default: only the largest, see the model card)",
@@ -223,17 +230,26 @@ def _add_model_args(p: argparse.ArgumentParser) -> None:
 
 
 def _segmenter_factory(args: argparse.Namespace):
-    """A function case -> Segmenter honouring --model / --models-dir, loading each model once."""
-    from neuroinsight.inference import DEFAULT_PRECISION, Segmenter, choose_model
+    """A function case -> Segmenter honouring --model / --models-dir / --ensemble, loading each model once."""
+    from neuroinsight.inference import DEFAULT_PRECISION, Segmenter, choose_models
 
+    if args.model and args.ensemble:
+        raise InputError("--ensemble combines the shipped models; it cannot be used with --model.")
     settings = resolve_settings(home=args.home, models_dir=args.models_dir)
     loaded: dict[Path, Segmenter] = {}
 
-    def segmenter_for(case) -> Segmenter:
-        path = args.model or choose_model(settings.models_dir, case.modalities)
+    def load(path: Path) -> Segmenter:
         if path not in loaded:
             loaded[path] = Segmenter.from_path(path, precision=args.precision or DEFAULT_PRECISION)
         return loaded[path]
+
+    def segmenter_for(case) -> Segmenter:
+        if args.model:
+            return load(args.model)
+        paths = choose_models(settings.models_dir, case.modalities, ensemble=args.ensemble)
+        if len(paths) == 1:
+            return load(paths[0])
+        return Segmenter.ensemble([load(path) for path in paths])
 
     return segmenter_for
 
@@ -532,6 +548,12 @@ def _add_crossval_table(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--group-by", nargs="+", default=["preset", "tta", "post"], help="columns of one table line")
     p.add_argument("--patients", action="store_true", help="also one line per patient of --variant")
     p.add_argument("--record", type=Path, metavar="MODEL", help="store --variant's means in MODEL's JSON (app, PDF)")
+    p.add_argument(
+        "--record-as",
+        choices=("crossval", "ensemble_crossval"),
+        default="crossval",
+        help="JSON entry: the model's own recipe, or the ensemble it leads (--ensemble) [default: crossval]",
+    )
     p.set_defaults(run=_run_crossval_table)
 
 
@@ -554,7 +576,7 @@ def _run_crossval_table(args: argparse.Namespace) -> int:
     if args.record:
         summary = variant_summary(rows, tuple(args.variant))
         summary["command"] = args.command_line
-        update_model_info(args.record, "crossval", summary)
+        update_model_info(args.record, args.record_as, summary)
         print(f"\nRecorded in {args.record.with_suffix('.json')}")
     return 0
 
@@ -569,6 +591,14 @@ def _add_robustness(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--shifts", nargs="+", help="shifts to apply (default: none and every shift)")
     p.add_argument("--tta", action="store_true", help="flip test-time augmentation (default off: the network alone)")
     p.add_argument("--precision", default="mixed_bfloat16", help="inference precision")
+    p.add_argument(
+        "--ensemble-with",
+        type=Path,
+        nargs="+",
+        default=(),
+        metavar="MODEL",
+        help="run each model as an ensemble with these (one per model, same folds, same order)",
+    )
     p.add_argument("--out", type=Path, required=True, help="CSV: one row per model, shift, case, region")
     p.set_defaults(run=_run_robustness)
 
@@ -578,12 +608,20 @@ def _run_robustness(args: argparse.Namespace) -> int:
     from neuroinsight.pipeline import rows_to_csv
     from neuroinsight.robustness import SHIFT_NAMES, evaluate_shifts
 
-    missing = [str(p) for p in args.models if not p.is_file()]
+    missing = [str(p) for p in [*args.models, *args.ensemble_with] if not p.is_file()]
     if missing:
         raise InputError(f"Not found: {', '.join(missing)}.")
     shifts = args.shifts or SHIFT_NAMES
     data_dir = _settings(args).data_dir
-    rows = evaluate_shifts(args.models, data_dir, shifts, tta=args.tta, precision=args.precision, progress=print)
+    rows = evaluate_shifts(
+        args.models,
+        data_dir,
+        shifts,
+        partners=args.ensemble_with,
+        tta=args.tta,
+        precision=args.precision,
+        progress=print,
+    )
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(rows_to_csv(rows, extra_columns=["preset", "fold", "shift"]))
     print(summary_table(rows, group_by=("preset", "shift")))
@@ -654,7 +692,7 @@ def main(argv: list[str] | None = None) -> int:
     """Run one command; return the process exit code."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     args = build_parser().parse_args(argv)
-    args.command_line = " ".join(["python -m neuroinsight", *(sys.argv[1:] if argv is None else argv)])
+    args.command_line = shlex.join(["python", "-m", "neuroinsight", *(sys.argv[1:] if argv is None else argv)])
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
     )

@@ -11,15 +11,20 @@ are never labelled tumor.
 
 Optional test-time augmentation averages the prediction with its left-right
 mirror and yields a voxel-wise uncertainty map (normalised entropy of the mean
-probabilities, 0 = certain, 1 = uniform).
+probabilities, 0 = certain, 1 = uniform). :meth:`Segmenter.ensemble` averages
+several models' probabilities the same way (both shipped models when all four
+modalities are present: better whole tumor and core under cross-validation, twice
+the network time; see the model card).
 """
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import json
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -207,6 +212,8 @@ class Segmenter:
         self.preprocess = preprocess
         self.name = name
         self.info = dict(info or {})
+        # (network, its attention view, its input channels): one entry, or one per ensemble member
+        self.members: list[tuple[object, object, slice | list[int]]] = [(model, self.with_attention, slice(None))]
 
     @classmethod
     def from_path(cls, path: str | Path, *, precision: str = DEFAULT_PRECISION) -> Segmenter:
@@ -230,6 +237,43 @@ class Segmenter:
         info["inference_precision"] = precision
         return cls(model, preprocess, name=path.name, info=info)
 
+    @classmethod
+    def ensemble(cls, segmenters: Sequence[Segmenter]) -> Segmenter:
+        """One segmenter that averages the class probabilities of several models.
+
+        The first model's preprocessing prepares the input once; every other member must
+        need a subset of its modalities and otherwise the same settings, so it gets exactly
+        the channels it was trained on (the brain mask, crop and z-score per channel do not
+        depend on which channels a model reads). Attention maps are the first model's.
+        The model card measures the shipped pair under cross-validation (``ensemble_crossval``
+        in the first model's JSON, shown as the ensemble's accuracy).
+
+        Raises:
+            InputError: A member needs another modality or other preprocessing settings.
+        """
+        first = segmenters[0]
+        modalities = first.preprocess.modalities
+        for other in segmenters[1:]:
+            same_settings = dataclasses.replace(other.preprocess, modalities=modalities) == first.preprocess
+            if not same_settings or not set(other.preprocess.modalities) <= set(modalities):
+                raise InputError(
+                    f"{other.name} cannot join an ensemble led by {first.name}: it needs other modalities "
+                    "or other preprocessing settings."
+                )
+        combined = copy.copy(first)
+        combined.name = " + ".join(s.name for s in segmenters)
+        combined.members = [
+            (s.model, s.with_attention, [modalities.index(m) for m in s.preprocess.modalities]) for s in segmenters
+        ]
+        # The first model's recipe numbers do not describe the ensemble: only its own are shown.
+        combined.info = {k: v for k, v in first.info.items() if k != "crossval"}
+        combined.info["ensemble"] = [{"model": s.name, "modalities": list(s.preprocess.modalities)} for s in segmenters]
+        if first.info.get("ensemble_crossval"):
+            combined.info["crossval"] = first.info["ensemble_crossval"]
+        for key in ("train_cases", "val_cases"):  # a patient any member saw counts as seen
+            combined.info[key] = sorted({c for s in segmenters for c in s.info.get(key, ())})
+        return combined
+
     def prepare(self, case: Case) -> PreparedVolume:
         """The case's network input, preprocessed as this model was trained."""
         return prepare_volume(case.images, self.preprocess)
@@ -239,16 +283,25 @@ class Segmenter:
 
         Runs Keras' compiled predict function (about 3x faster than eager calls here);
         batches are padded to ``BATCH_SLICES`` so the graph is traced once, not per size.
+        An ensemble returns its members' mean probabilities and the first member's attention.
         """
-        net = self.with_attention if attention else self.model
         n = len(slices)
         padded = slices
         if n != BATCH_SLICES:
             padded = np.zeros((max(BATCH_SLICES, n), *slices.shape[1:]), dtype=np.float32)
             padded[:n] = slices
-        outputs = net.predict_on_batch(padded)
-        outputs = outputs if isinstance(outputs, list | tuple) else [outputs]
-        return [np.asarray(o, dtype=np.float32)[:n] for o in outputs]
+        outputs: list[NDArray[np.float32]] = []
+        for model, with_attention, channels in self.members:
+            net = with_attention if attention and not outputs else model
+            result = net.predict_on_batch(padded[..., channels])  # type: ignore[attr-defined]
+            result = result if isinstance(result, list | tuple) else [result]
+            if outputs:
+                outputs[0] = outputs[0] + np.asarray(result[0], dtype=np.float32)[:n]
+            else:
+                outputs = [np.asarray(o, dtype=np.float32)[:n] for o in result]
+        if len(self.members) > 1:
+            outputs[0] = outputs[0] / len(self.members)
+        return outputs
 
     def segment(
         self,
@@ -326,6 +379,14 @@ class Segmenter:
 def available_models(models_dir: Path) -> list[tuple[Path, tuple[str, ...]]]:
     """Shipped models present in ``models_dir`` with the modalities each needs."""
     return [(models_dir / name, mods) for name, mods in SHIPPED_MODELS if (models_dir / name).exists()]
+
+
+def choose_models(models_dir: Path, modalities: tuple[str, ...], *, ensemble: bool = False) -> list[Path]:
+    """:func:`choose_model`'s model; with ``ensemble`` every shipped model the case can feed (most capable first)."""
+    if not ensemble:
+        return [choose_model(models_dir, modalities)]
+    paths = [path for path, needs in available_models(models_dir) if all(m in modalities for m in needs)]
+    return paths or [choose_model(models_dir, modalities)]  # none fits: choose_model says why
 
 
 def choose_model(models_dir: Path, modalities: tuple[str, ...]) -> Path:

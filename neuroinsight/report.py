@@ -222,12 +222,20 @@ def build_pdf(
     if seg.post.largest_component_only:
         decoding += ", only the largest tumor component kept"
     size = pre.get("image_size", 128)
+    members = model_info.get("ensemble", [])
+    ensemble_note = (
+        "Ensemble: the class probabilities of "
+        + " and ".join(f"{m['model']} ({', '.join(m['modalities'])})" for m in members)
+        + " averaged. "
+        if members
+        else ""
+    )
     n_val = len(model_info.get("val_cases", []))
     validated = f" (and {n_val} more for validation)" if n_val else ""
     pdf.paragraph(
         "2-D Attention-UNet (Oktay et al. 2018) applied slice by slice on axial slices: encoder 32\u219264\u2192128, "
         "bottleneck 256, additive attention gates on every skip connection, 4-class softmax. "
-        f"Input: {', '.join(pre.get('modalities', seg.modalities))}, z-scored over "
+        f"{ensemble_note}Input: {', '.join(pre.get('modalities', seg.modalities))}, z-scored over "
         f"{'brain voxels' if pre.get('normalization', 'brain') == 'brain' else 'the whole volume'}, resized to "
         f"{size}\u00d7{size}; probabilities resized back to the scan's own grid{tta_note}; {decoding}. "
         f"Trained on {len(model_info.get('train_cases', [])) or 'the shared'} BraTS 2018 cases{validated}. "

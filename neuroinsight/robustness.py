@@ -130,6 +130,7 @@ def evaluate_shifts(
     data_dir: Path,
     shifts: Sequence[str] = SHIFT_NAMES,
     *,
+    partners: Sequence[Path] = (),
     tta: bool = False,
     precision: str = DEFAULT_PRECISION,
     seed: int = 0,
@@ -140,11 +141,15 @@ def evaluate_shifts(
     Returns one row per (model, shift, case, region) with the metric columns of
     :func:`neuroinsight.metrics.score_case` plus ``preset`` (the model's recipe), ``fold``
     and ``shift``; the default decoding and post-processing (``DEFAULT_POSTPROCESS``).
+    With ``partners`` (one per model, the same fold of another recipe) each model runs as an
+    ensemble with its partner (:meth:`Segmenter.ensemble`), named ``"<recipe> & <recipe>"``.
     """
     _check_names(shifts)
+    if partners and len(partners) != len(model_paths):
+        raise InputError(f"{len(partners)} ensemble partners for {len(model_paths)} models: give one per model.")
     folders = {p.name: p for p in io.list_cases(data_dir)}
     rows: list[dict[str, object]] = []
-    for path in model_paths:
+    for index, path in enumerate(model_paths):
         info = read_model_info(path)
         test_ids = info.get("split", {}).get("test") or []
         if not test_ids:
@@ -153,6 +158,14 @@ def evaluate_shifts(
         if missing:
             raise InputError(f"Test patients of {path} not in {data_dir}: {', '.join(missing)}.")
         segmenter = Segmenter.from_path(path, precision=precision)
+        preset = info.get("preset", path.stem)
+        if partners:
+            partner = partners[index]
+            partner_info = read_model_info(partner)
+            if sorted(partner_info.get("split", {}).get("test") or []) != sorted(test_ids):
+                raise InputError(f"{partner} and {path} have different test patients: pair models of the same fold.")
+            segmenter = Segmenter.ensemble([segmenter, Segmenter.from_path(partner, precision=precision)])
+            preset = f"{preset} & {partner_info.get('preset', partner.stem)}"
         for case_id in test_ids:
             case = io.load_case(folders[case_id])
             for shift in shifts:
@@ -160,7 +173,7 @@ def evaluate_shifts(
                 labels = segmenter.segment(shifted, tta=tta, attention=False, post=DEFAULT_POSTPROCESS).labels
                 scores = score_case(labels, shifted.label, spacing_mm=case.spacing_mm)
                 for row in score_rows(case_id, scores, segmenter.name):
-                    row.update({"preset": info.get("preset", path.stem), "fold": info.get("fold", ""), "shift": shift})
+                    row.update({"preset": preset, "fold": info.get("fold", ""), "shift": shift})
                     rows.append(row)
         if progress is not None:
             progress(f"{path.name}: {', '.join(test_ids)}")

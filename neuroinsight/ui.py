@@ -19,7 +19,7 @@ from neuroinsight import history, io, phantom
 from neuroinsight.config import Settings, resolve_settings
 from neuroinsight.errors import InputError
 from neuroinsight.grading import GradeModel, load_grade_model
-from neuroinsight.inference import DEFAULT_PRECISION, Segmenter, choose_model
+from neuroinsight.inference import DEFAULT_PRECISION, Segmenter, choose_models
 from neuroinsight.pipeline import CaseResult, analyse_case
 
 logger = logging.getLogger(__name__)
@@ -90,15 +90,21 @@ def require_result() -> CaseResult:
     return result
 
 
-def analyse(case: io.Case, *, tta: bool = False) -> CaseResult | None:
+def segmenter_for(case: io.Case, *, ensemble: bool = False) -> Segmenter:
+    """The shipped model for the case's modalities, or with ``ensemble`` all that fit, averaged."""
+    paths = choose_models(settings().models_dir, case.modalities, ensemble=ensemble)
+    members = [get_segmenter(str(path)) for path in paths]
+    return members[0] if len(members) == 1 else Segmenter.ensemble(members)
+
+
+def analyse(case: io.Case, *, tta: bool = False, ensemble: bool = False) -> CaseResult | None:
     """Segment a case with a progress bar, keep the result in the session and record it in the history.
 
     Returns None (after showing the error) when the case cannot be processed; the
     previous result stays in place.
     """
     try:
-        model_path = choose_model(settings().models_dir, case.modalities)
-        segmenter = get_segmenter(str(model_path))
+        segmenter = segmenter_for(case, ensemble=ensemble)
         bar = st.progress(0.0, text=f"Segmenting {case.case_id}...")
 
         def report(done: int, total: int) -> None:

@@ -13,6 +13,19 @@ tta = st.toggle(
     "cross-validation, about twice the network time; adds an uncertainty map)",
     value=True,
 )
+ensemble = st.toggle(
+    "Ensemble: with all four modalities, average the four-modality and the two-channel model (better whole "
+    "tumor and core in cross-validation, about twice the network time; less robust to an uncorrected bias "
+    "field, see the model card)",
+    value=False,
+)
+
+
+def segment(case) -> bool:
+    """Analyse a loaded case (None when loading failed) with the options above; True on success."""
+    return case is not None and ui.analyse(case, tta=tta, ensemble=ensemble) is not None
+
+
 tab_upload, tab_demo, tab_folder = st.tabs(["Upload scans", "Demo case", "Data folder"])
 
 with tab_upload:
@@ -34,7 +47,7 @@ with tab_upload:
             label = (truth.name, truth.getvalue()) if truth is not None else None
             workdir = ui.settings().home / "tmp"
             case = ui.load_safely(lambda: io.load_uploads(files, label=label, workdir=workdir))
-            if case is not None and ui.analyse(case, tta=tta) is not None:
+            if segment(case):
                 st.success(f"Segmented {case.case_id}. Open the Viewer to explore it.")
 
 with tab_demo:
@@ -42,7 +55,7 @@ with tab_demo:
         "A real brain anatomy (the MNI ICBM152 template) with a synthetic glioma inserted: necrotic core, "
         "enhancing rim and edema, with ground truth. Built on this machine; no patient data."
     )
-    if st.button("Load the demo case", type="primary") and ui.analyse(ui.demo_case(), tta=tta) is not None:
+    if st.button("Load the demo case", type="primary") and segment(ui.demo_case()):
         st.success("Demo case segmented. Open the Viewer to explore it.")
 
 with tab_folder:
@@ -54,7 +67,7 @@ with tab_folder:
         if st.button("Load and segment this case", type="primary"):
             folder = ui.settings().data_dir / choice
             case = ui.load_safely(lambda: io.load_case(folder))
-            if case is not None and ui.analyse(case, tta=tta) is not None:
+            if segment(case):
                 st.success(f"Segmented {case.case_id}. Open the Viewer to explore it.")
 
 result = ui.current_result()

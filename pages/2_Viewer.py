@@ -24,6 +24,9 @@ with controls:
     )
     layer = st.radio("Layer", layers)
     st.markdown(viz.legend_markdown(layer))
+    members = result.model_info.get("ensemble")
+    if members and layer in viz.ATTENTION_LAYERS:
+        st.caption(f"Ensemble: these are the gates of {members[0]['model']}, the first of its models.")
 
 
 @st.fragment

@@ -7,7 +7,7 @@ import streamlit as st
 
 from neuroinsight import metrics, ui, viz
 from neuroinsight.errors import InputError
-from neuroinsight.inference import choose_model, seen_patient_note
+from neuroinsight.inference import seen_patient_note
 from neuroinsight.pipeline import evaluate_folder, rows_to_csv, seen_cases
 
 ui.page_header("Metrics", ":material/analytics:")
@@ -53,13 +53,9 @@ else:
     st.caption(f"{len(cases)} cases in {ui.settings().data_dir}. Each case with ground truth is segmented and scored.")
     if st.button("Evaluate all cases"):
         bar = st.progress(0.0, text="Evaluating...")
-
-        def segmenter_for(c):
-            return ui.get_segmenter(str(choose_model(ui.settings().models_dir, c.modalities)))
-
         try:
             rows = evaluate_folder(
-                cases, segmenter_for, progress=lambda d, t: bar.progress(d / t, text=f"case {d}/{t}")
+                cases, ui.segmenter_for, progress=lambda d, t: bar.progress(d / t, text=f"case {d}/{t}")
             )
         except InputError as err:
             ui.show_error(err)

@@ -74,20 +74,36 @@ def phantom_data_dir(tmp_path_factory) -> Path:
     return root
 
 
-@pytest.fixture(scope="session")
-def tiny_model_path(tmp_path_factory) -> Path:
+def save_tiny_model(path: Path, modalities: tuple[str, ...] = ("t1ce", "flair"), *, seed: int = 0) -> Path:
     """A tiny untrained Attention-UNet (filters 4/8/16, 32x32 input) saved with its sidecar."""
     import json
+
+    import keras
 
     from neuroinsight.model import ModelConfig, build_attention_unet
     from neuroinsight.preprocessing import PreprocessConfig
 
-    path = tmp_path_factory.mktemp("models") / "attention_unet.keras"
-    config = ModelConfig(input_channels=2, image_size=32, filters=(4, 8, 16), bottleneck=32)
+    keras.utils.set_random_seed(seed)
+    config = ModelConfig(input_channels=len(modalities), image_size=32, filters=(4, 8, 16), bottleneck=32)
     build_attention_unet(config).save(path)
-    info = {"model": config.to_dict(), "preprocess": PreprocessConfig(image_size=32).to_dict()}
+    info = {"model": config.to_dict(), "preprocess": PreprocessConfig(image_size=32, modalities=modalities).to_dict()}
     path.with_suffix(".json").write_text(json.dumps(info))
     return path
+
+
+@pytest.fixture(scope="session")
+def tiny_model_path(tmp_path_factory) -> Path:
+    """A tiny untrained two-channel Attention-UNet saved with its sidecar."""
+    return save_tiny_model(tmp_path_factory.mktemp("models") / "attention_unet.keras")
+
+
+@pytest.fixture(scope="session")
+def tiny_models_dir(tmp_path_factory) -> Path:
+    """A models folder like the shipped one: tiny untrained two-channel and four-modality models."""
+    folder = tmp_path_factory.mktemp("shipped")
+    save_tiny_model(folder / "attention_unet.keras", seed=1)
+    save_tiny_model(folder / "attention_unet_4mod.keras", io.MODALITIES, seed=2)
+    return folder
 
 
 @pytest.fixture()

@@ -210,3 +210,17 @@ def test_parser_choices_agree_with_the_package():
     assert LOSS_CHOICES == LOSSES
     assert tuple(PRESETS) == AUGMENT_CHOICES
     assert DECODE_CHOICES == DECODINGS
+
+
+def test_segment_ensemble_runs_both_shipped_models_and_says_so(phantom_dir, tiny_models_dir, tmp_path, capsys):
+    models = ["--models-dir", str(tiny_models_dir), "--precision", "float32"]
+    base = ["--no-progress", "segment", str(phantom_dir), *models]
+    single, both = tmp_path / "single.nii.gz", tmp_path / "both.nii.gz"
+    assert main([*base, "--out", str(single), "--probabilities", str(tmp_path / "p1.nii.gz")]) == 0
+    assert "model attention_unet_4mod.keras (" in capsys.readouterr().out
+    assert main([*base, "--out", str(both), "--ensemble", "--probabilities", str(tmp_path / "p2.nii.gz")]) == 0
+    assert "model attention_unet_4mod.keras + attention_unet.keras (t1+t1ce+t2+flair)" in capsys.readouterr().out
+    p1, p2 = (np.asarray(nib.load(tmp_path / f"p{i}.nii.gz").dataobj) for i in (1, 2))
+    assert np.abs(p1 - p2).max() > 0.01  # the second model changed the probabilities
+    code = main([*base, "--out", str(both), "--ensemble", *tiny_model_args(tiny_models_dir / "attention_unet.keras")])
+    assert code == 2 and "--ensemble" in capsys.readouterr().err

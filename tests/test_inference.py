@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+
 import nibabel as nib
 import numpy as np
 import pytest
@@ -9,7 +11,7 @@ import pytest
 from neuroinsight import io
 from neuroinsight import preprocessing as pp
 from neuroinsight.errors import InputError
-from neuroinsight.inference import PostprocessConfig, Segmenter, choose_model, postprocess
+from neuroinsight.inference import PostprocessConfig, Segmenter, choose_model, choose_models, postprocess
 from tests.conftest import REPO, ras_copy, small_case
 
 
@@ -116,3 +118,60 @@ def test_shipped_models_load_in_safe_mode(name, channels):
     info = read_model_info(path)
     assert len(info["preprocess"]["modalities"]) == channels
     assert choose_model(REPO / "models", tuple(info["preprocess"]["modalities"])) == path
+
+
+@pytest.fixture(scope="module")
+def shipped_pair(tiny_models_dir) -> tuple[Segmenter, Segmenter]:
+    """The tiny four-modality and two-channel models, in the order the ensemble uses them."""
+    return tuple(
+        Segmenter.from_path(tiny_models_dir / name, precision="float32")
+        for name in ("attention_unet_4mod.keras", "attention_unet.keras")
+    )
+
+
+def test_ensemble_averages_its_members_probabilities(shipped_pair):
+    four, two = shipped_pair
+    ensemble = Segmenter.ensemble([four, two])
+    case = small_case(seed=6)
+    alone = [s.segment(case, tta=True) for s in (four, two)]
+    both = ensemble.segment(case, tta=True)
+    # The members disagree (different random weights), so the mean is a real check.
+    assert np.abs(alone[0].probabilities - alone[1].probabilities).max() > 0.01
+    np.testing.assert_allclose(both.probabilities, (alone[0].probabilities + alone[1].probabilities) / 2, atol=1e-5)
+    assert both.model_name == "attention_unet_4mod.keras + attention_unet.keras"
+    assert both.modalities == io.MODALITIES
+    np.testing.assert_array_equal(both.attention[1], alone[0].attention[1])  # the first member's gates
+    assert [m["modalities"] for m in ensemble.info["ensemble"]] == [list(io.MODALITIES), ["t1ce", "flair"]]
+    assert four.name == "attention_unet_4mod.keras" and len(four.members) == 1  # members are left as they were
+
+
+def test_ensemble_shows_its_own_accuracy_and_every_members_patients(shipped_pair):
+    four, two = shipped_pair
+    lead = copy.copy(four)
+    lead.info = {**four.info, "crossval": {"dice": {}}, "train_cases": ["a"]}
+    member = copy.copy(two)
+    member.info = {**two.info, "train_cases": ["b"], "val_cases": ["c"]}
+    info = Segmenter.ensemble([lead, member]).info
+    assert "crossval" not in info  # the lead's own recipe numbers do not describe the ensemble
+    assert info["train_cases"] == ["a", "b"] and info["val_cases"] == ["c"]
+    lead.info["ensemble_crossval"] = {"dice": {"WT": 0.9}}
+    assert Segmenter.ensemble([lead, member]).info["crossval"] == {"dice": {"WT": 0.9}}
+
+
+def test_ensemble_refuses_members_it_cannot_feed(shipped_pair, tiny_model_path, tmp_path):
+    four, two = shipped_pair
+    with pytest.raises(InputError, match="cannot join"):
+        Segmenter.ensemble([two, four])  # the lead prepares only T1ce and FLAIR
+    other = Segmenter.from_path(tiny_model_path, precision="float32")
+    other.preprocess = pp.PreprocessConfig(image_size=32, crop_to_brain=False)
+    with pytest.raises(InputError, match="cannot join"):
+        Segmenter.ensemble([four, other])
+
+
+def test_ensemble_choice_needs_all_four_modalities(tiny_models_dir):
+    def names(modalities, **kwargs) -> list[str]:
+        return [p.name for p in choose_models(tiny_models_dir, modalities, **kwargs)]
+
+    assert names(io.MODALITIES, ensemble=True) == ["attention_unet_4mod.keras", "attention_unet.keras"]
+    assert names(("t1ce", "flair"), ensemble=True) == ["attention_unet.keras"]
+    assert names(io.MODALITIES) == ["attention_unet_4mod.keras"]

@@ -132,3 +132,20 @@ def test_learn_page_with_a_case_shows_every_figure(demo_session):
     captions = " ".join(c.value for c in at.caption)
     assert "Segment a case" not in captions  # the attention gates are shown
     assert len(at.get("image")) >= 5 + 7 + 4 + 4 + 3  # modalities, breakdown, preprocessing, one-hot, gates
+
+
+def test_upload_with_the_ensemble_toggle_runs_both_models():
+    at = page("pages/1_Upload.py").run()
+    next(t for t in at.toggle if t.label.startswith("Ensemble")).set_value(True).run()
+    next(b for b in at.button if b.label == "Load the demo case").click().run()
+    assert not at.exception
+    seg = at.session_state["result"].segmentation
+    assert seg.model_name == "attention_unet_4mod.keras + attention_unet.keras"
+    assert any(f"model `{seg.model_name}`" in m.value for m in at.markdown)
+    assert at.session_state["result"].model_info["crossval"]["preset"] == "four+robust+val0 & improved+val0"
+    viewer = page("pages/2_Viewer.py")
+    viewer.session_state["result"] = at.session_state["result"]
+    viewer.run()
+    next(r for r in viewer.radio if r.label == "Layer").set_value("attention gate 1").run()
+    assert not viewer.exception
+    assert any("gates of attention_unet_4mod.keras" in c.value for c in viewer.caption)

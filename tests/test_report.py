@@ -144,3 +144,18 @@ def test_report_with_only_t1ce_and_flair(tiny_model_path, tmp_path):
     assert "Modalities provided: T1CE, FLAIR" in text
     assert "mirrored scan (test-time augmentation)" in " ".join(text.split())
     assert DISCLAIMER in text
+
+
+@requires_poppler
+def test_report_of_an_ensemble_names_both_models(tiny_models_dir, tmp_path):
+    members = [
+        Segmenter.from_path(tiny_models_dir / name, precision="float32")
+        for name in ("attention_unet_4mod.keras", "attention_unet.keras")
+    ]
+    result = analyse_case(small_case(seed=6), Segmenter.ensemble(members))
+    text = " ".join(_text(build_pdf(result, created=WHEN), tmp_path).split())
+    assert "model attention_unet_4mod.keras + attention_unet.keras" in text
+    assert (
+        "Ensemble: the class probabilities of attention_unet_4mod.keras (t1, t1ce, t2, flair) and "
+        "attention_unet.keras (t1ce, flair) averaged." in text
+    )

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 from scipy import ndimage
 
 from neuroinsight.errors import InputError
+from neuroinsight.io import MODALITIES
 from neuroinsight.preprocessing import brain_mask
-from neuroinsight.robustness import SHIFT_NAMES, apply_shift
+from neuroinsight.robustness import SHIFT_NAMES, apply_shift, evaluate_shifts
 
-from .conftest import small_case
+from .conftest import save_tiny_model, small_case
 
 INTENSITY_SHIFTS = ("gamma", "bias", "noise", "thick_slices")
 
@@ -59,3 +62,24 @@ def test_none_is_the_case_itself_and_unknown_names_are_listed(case):
     with pytest.raises(InputError, match="choose from none, gamma"):
         apply_shift(case, "blur")
     assert SHIFT_NAMES[0] == "none"
+
+
+def _fold_model(folder, name: str, modalities: tuple[str, ...], test: list[str], seed: int):
+    """A tiny untrained model whose JSON names its test patients, like a cross-validation fold model."""
+    path = save_tiny_model(folder / name, modalities, seed=seed)
+    info = json.loads(path.with_suffix(".json").read_text())
+    path.with_suffix(".json").write_text(json.dumps({**info, "preset": path.stem, "fold": 0, "split": {"test": test}}))
+    return path
+
+
+def test_shifts_score_an_ensemble_of_paired_fold_models(phantom_data_dir, tmp_path):
+    four = _fold_model(tmp_path, "four.keras", MODALITIES, ["ph0"], seed=2)
+    two = _fold_model(tmp_path, "two.keras", ("t1ce", "flair"), ["ph0"], seed=1)
+    rows = evaluate_shifts([four], phantom_data_dir, ["none"], partners=[two], precision="float32")
+    assert {r["preset"] for r in rows} == {"four & two"} and {r["case"] for r in rows} == {"ph0"}
+    assert {r["model"] for r in rows} == {"four.keras + two.keras"}
+    other = _fold_model(tmp_path, "other.keras", ("t1ce", "flair"), ["ph1"], seed=1)
+    with pytest.raises(InputError, match="different test patients"):
+        evaluate_shifts([four], phantom_data_dir, ["none"], partners=[other], precision="float32")
+    with pytest.raises(InputError, match="one per model"):
+        evaluate_shifts([four], phantom_data_dir, ["none"], partners=[two, other], precision="float32")

@@ -63,7 +63,8 @@ def main() -> None:
                 mean = sum(probs[r] for r in combo) / len(combo)
                 for post_name in POSTS:
                     post = POST_VARIANTS[post_name]
-                    labels = postprocess(decode_labels(mean, post.decoding) * brain, post, case.voxel_volume_ml)
+                    labels = decode_labels(mean, post.decoding, post.region_thresholds) * brain
+                    labels = postprocess(labels, post, case.voxel_volume_ml)
                     scores = score_case(labels, case.label, spacing_mm=case.spacing_mm)
                     name = " & ".join(combo)
                     for row in score_rows(case_id, scores, name):
