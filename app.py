@@ -58,5 +58,11 @@ else:
 st.subheader("The models")
 for path, modalities in available_models(ui.settings().models_dir):
     inputs = " + ".join(m.upper() for m in modalities)
-    st.markdown(f"- **{path.name}** ({inputs}): {accuracy_text(read_model_info(path))}.")
+    info = read_model_info(path)
+    st.markdown(f"- **{path.name}** ({inputs}): {accuracy_text(info)}.")
+    if info.get("ensemble_crossval"):
+        st.markdown(
+            f"- **Ensemble** led by {path.name} (opt-in on the Upload page, all four modalities): "
+            f"{accuracy_text({'crossval': info['ensemble_crossval']})}; less robust to an uncorrected bias field."
+        )
 st.caption("Full details, data and measured numbers: models/MODEL_CARD.md and the About page.")

@@ -97,11 +97,13 @@ def test_home_lists_the_analysis_in_the_history(demo_session):
 
 def test_home_states_each_models_measured_accuracy():
     at = page("app.py").run()
-    lines = [m.value for m in at.markdown if ".keras" in m.value]
+    lines = [m.value for m in at.markdown if m.value.startswith("- **attention_unet")]
     assert len(lines) == 2  # the two shipped models
     for line in lines:  # cross-validated, and the shipped models were then trained on every patient
         assert "4-fold cross-validation of its recipe (12 patients) WT 0." in line
         assert "trained on all 12 patients, so none is left to test it on" in line
+    (ensemble,) = [m.value for m in at.markdown if m.value.startswith("- **Ensemble**")]
+    assert "cross-validation of its recipe (12 patients) WT 0." in ensemble and "bias field" in ensemble
 
 
 def _upload(at: AppTest, files: list[tuple[str, bytes]]) -> AppTest:
