@@ -248,6 +248,8 @@ def _segmenter_factory(args: argparse.Namespace):
             return load(args.model)
         paths = choose_models(settings.models_dir, case.modalities, ensemble=args.ensemble)
         if len(paths) == 1:
+            if args.ensemble:
+                print(f"note: {case.case_id} lacks T1 or T2, so --ensemble ran {paths[0].name} alone", file=sys.stderr)
             return load(paths[0])
         return Segmenter.ensemble([load(path) for path in paths])
 

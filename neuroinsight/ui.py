@@ -93,6 +93,11 @@ def require_result() -> CaseResult:
 def segmenter_for(case: io.Case, *, ensemble: bool = False) -> Segmenter:
     """The shipped model for the case's modalities, or with ``ensemble`` all that fit, averaged."""
     paths = choose_models(settings().models_dir, case.modalities, ensemble=ensemble)
+    if ensemble and len(paths) == 1:
+        st.info(
+            f"The ensemble needs all four modalities; {case.case_id} has {', '.join(case.modalities)}, so "
+            f"{paths[0].name} runs alone."
+        )
     members = [get_segmenter(str(path)) for path in paths]
     return members[0] if len(members) == 1 else Segmenter.ensemble(members)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import shutil
 
 import nibabel as nib
 import numpy as np
@@ -176,7 +177,6 @@ def test_train_command_writes_model_settings_and_log(phantom_data_dir, tmp_path,
 
 def test_evaluate_records_only_patients_the_model_never_trained_on(phantom_data_dir, tiny_model_path, tmp_path, capsys):
     import json
-    import shutil
 
     model = tmp_path / "m.keras"
     shutil.copy(tiny_model_path, model)
@@ -224,3 +224,11 @@ def test_segment_ensemble_runs_both_shipped_models_and_says_so(phantom_dir, tiny
     assert np.abs(p1 - p2).max() > 0.01  # the second model changed the probabilities
     code = main([*base, "--out", str(both), "--ensemble", *tiny_model_args(tiny_models_dir / "attention_unet.keras")])
     assert code == 2 and "--ensemble" in capsys.readouterr().err
+    two_only = tmp_path / "two_only"
+    two_only.mkdir()
+    for path in phantom_dir.glob("*.nii.gz"):
+        if "_t1." not in path.name and "_t2." not in path.name:
+            shutil.copy(path, two_only / path.name)
+    assert main(["--no-progress", "segment", str(two_only), *models, "--out", str(both), "--ensemble"]) == 0
+    printed, errors = capsys.readouterr()
+    assert "model attention_unet.keras (t1ce+flair)" in printed and "ran attention_unet.keras alone" in errors
