@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import statistics
 import sys
-import time
 from pathlib import Path
 
 from neuroinsight import io, phantom
+from neuroinsight.bench import _timed
 from neuroinsight.config import DEFAULT_DATA_DIR
 from neuroinsight.inference import DEFAULT_POSTPROCESS, Segmenter
 
@@ -30,10 +30,9 @@ def main(rounds: int) -> None:
     times: dict[str, list[float]] = {name: [] for name in setups}
     for round_ in range(rounds + 1):  # round 0 warms up (graph tracing) and is not counted
         for name, segmenter in setups.items():
-            started = time.perf_counter()
-            segmenter.segment(case, tta=True, attention=False, post=DEFAULT_POSTPROCESS)
+            seconds = _timed(lambda s=segmenter: s.segment(case, tta=True, attention=False, post=DEFAULT_POSTPROCESS))
             if round_:
-                times[name].append(time.perf_counter() - started)
+                times[name].append(seconds)
     for name, values in times.items():
         print(f"{case.case_id} {name}: best {min(values):.2f} s, median {statistics.median(values):.2f} s")
     best = min(times["ensemble"]) / min(times["four-modality"])

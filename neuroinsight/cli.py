@@ -247,10 +247,8 @@ def _segmenter_factory(args: argparse.Namespace):
         if args.model:
             return load(args.model)
         paths = choose_models(settings.models_dir, case.modalities, ensemble=args.ensemble)
-        if len(paths) == 1:
-            if args.ensemble:
-                print(f"note: {case.case_id} lacks T1 or T2, so --ensemble ran {paths[0].name} alone", file=sys.stderr)
-            return load(paths[0])
+        if args.ensemble and len(paths) == 1:
+            print(f"note: {case.case_id} lacks T1 or T2, so --ensemble ran {paths[0].name} alone", file=sys.stderr)
         return Segmenter.ensemble([load(path) for path in paths])
 
     return segmenter_for

@@ -239,7 +239,7 @@ class Segmenter:
 
     @classmethod
     def ensemble(cls, segmenters: Sequence[Segmenter]) -> Segmenter:
-        """One segmenter that averages the class probabilities of several models.
+        """One segmenter that averages the class probabilities of several models (one is returned as is).
 
         The first model's preprocessing prepares the input once; every other member must
         need a subset of its modalities and otherwise the same settings, so it gets exactly
@@ -252,6 +252,8 @@ class Segmenter:
             InputError: A member needs another modality or other preprocessing settings.
         """
         first = segmenters[0]
+        if len(segmenters) == 1:
+            return first
         modalities = first.preprocess.modalities
         for other in segmenters[1:]:
             same_settings = dataclasses.replace(other.preprocess, modalities=modalities) == first.preprocess

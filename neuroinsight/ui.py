@@ -98,8 +98,7 @@ def segmenter_for(case: io.Case, *, ensemble: bool = False) -> Segmenter:
             f"The ensemble needs all four modalities; {case.case_id} has {', '.join(case.modalities)}, so "
             f"{paths[0].name} runs alone."
         )
-    members = [get_segmenter(str(path)) for path in paths]
-    return members[0] if len(members) == 1 else Segmenter.ensemble(members)
+    return Segmenter.ensemble([get_segmenter(str(path)) for path in paths])
 
 
 def analyse(case: io.Case, *, tta: bool = False, ensemble: bool = False) -> CaseResult | None:

@@ -143,6 +143,7 @@ def test_ensemble_averages_its_members_probabilities(shipped_pair):
     np.testing.assert_array_equal(both.attention[1], alone[0].attention[1])  # the first member's gates
     assert [m["modalities"] for m in ensemble.info["ensemble"]] == [list(io.MODALITIES), ["t1ce", "flair"]]
     assert four.name == "attention_unet_4mod.keras" and len(four.members) == 1  # members are left as they were
+    assert Segmenter.ensemble([two]) is two
 
 
 def test_ensemble_shows_its_own_accuracy_and_every_members_patients(shipped_pair):
