@@ -498,6 +498,7 @@ def _add_crossval(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--augment", choices=AUGMENT_CHOICES, help="augmentation (results: P+AUGMENT)")
     p.add_argument("--loss", choices=LOSS_CHOICES, help="loss (results named P+LOSS)")
     p.add_argument("--seed", type=int, default=0, help="fold and training seed (default 0)")
+    p.add_argument("--train-seed", type=int, help="training seed on the folds of --seed (results P+seedN)")
     p.add_argument(
         "--n-val", type=int, default=1, help="validation patients per fold (default 1; 0 trains on all, results P+val0)"
     )
@@ -524,6 +525,7 @@ def _run_crossval(args: argparse.Namespace) -> int:
         args.work,
         n_folds=args.folds,
         seed=args.seed,
+        train_seed=args.train_seed,
         n_val=args.n_val,
         overrides=overrides,
         posts=POST_VARIANTS,

@@ -56,6 +56,7 @@ def run_crossval(
     *,
     n_folds: int = 4,
     seed: int = 0,
+    train_seed: int | None = None,
     n_val: int = 1,
     overrides: dict | None = None,
     posts: dict[str, PostprocessConfig] | None = None,
@@ -74,7 +75,9 @@ def run_crossval(
             :func:`recipe_name` (e.g. ``four+robust`` when ``overrides`` changes the augmentation).
         out_dir: Where each fold's model is written (``<recipe>_fold<k>.keras``).
         n_folds: Number of folds.
-        seed: Seed of the fold assignment and of training.
+        seed: Seed of the fold assignment (and of training unless ``train_seed`` is given).
+        train_seed: Training seed (initial weights, slice order, augmentation) on the same folds,
+            to measure how much of a result is seed luck; the recipe is then named ``...+seedN``.
         n_val: Validation patients drawn from each fold's training patients (0: all of them
             train, which needs ``select="last"``; the recipe is then named ``...+val0``).
         overrides: Fields replaced in every preset's ``TrainConfig`` (e.g. epochs).
@@ -96,8 +99,10 @@ def run_crossval(
     posts = posts or {"none": NO_POSTPROCESS}
     rows: list[dict[str, object]] = []
     for preset in presets:
-        config: TrainConfig = replace(PRESET_CONFIGS[preset], seed=seed, **(overrides or {}))
+        training_seed = seed if train_seed is None else train_seed
+        config: TrainConfig = replace(PRESET_CONFIGS[preset], seed=training_seed, **(overrides or {}))
         recipe = recipe_name(preset, config) + ("" if n_val == 1 else f"+val{n_val}")
+        recipe += "" if training_seed == seed else f"+seed{training_seed}"
         for fold in folds if folds is not None else range(n_folds):
             split = split_cases(grades, n_val=n_val, seed=seed, n_folds=n_folds, fold=fold)
             model_path = out_dir / f"{recipe}_fold{fold}.keras"

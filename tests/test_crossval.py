@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 
 from neuroinsight import io
@@ -82,6 +83,18 @@ def test_crossval_without_validation_patients_trains_on_every_other_patient(phan
     cases = {p.name for p in io.list_cases(phantom_data_dir)}
     assert split["val"] == [] and set(split["train"]) == cases - set(split["test"])
     assert {r["preset"] for r in rows} == {"improved+val0"} and {r["case"] for r in rows} == set(split["test"])
+
+    # Another training seed on the same folds: a separate recipe, same patients, other weights.
+    reseeded = run_crossval(phantom_data_dir, ["improved"], tmp_path, n_val=0, train_seed=1, **common)
+    info = json.loads((tmp_path / "improved+val0+seed1_fold0.json").read_text())
+    assert info["split"] == split and info["train"]["seed"] == 1
+    assert json.loads((tmp_path / "improved+val0_fold0.json").read_text())["train"]["seed"] == 0
+    assert {r["preset"] for r in reseeded} == {"improved+val0+seed1"}
+    assert {r["case"] for r in reseeded} == set(split["test"])
+    from neuroinsight.model import load_model
+
+    first, second = (load_model(tmp_path / f"improved+val0{s}_fold0.keras") for s in ("", "+seed1"))
+    assert not np.array_equal(first.get_weights()[0], second.get_weights()[0])
 
 
 def test_recipe_name_marks_overridden_loss_or_augmentation():
