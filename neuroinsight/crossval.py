@@ -273,7 +273,8 @@ def patient_table(rows: Sequence[Mapping[str, object]], variant: tuple[str, str,
 
     "site seen" says whether another patient of the same site was in the fold's
     training or validation set: patients from unseen sites are the closest this data
-    comes to scans from another hospital.
+    comes to scans from another hospital. It is read from the other folds' test patients in
+    ``rows``, so it needs the whole cross-validation; rows of a single fold say ``n/a``.
     """
     chosen = _rows_of(rows, variant)
     fold_of = {str(r["case"]): str(r["fold"]) for r in chosen}
@@ -284,9 +285,10 @@ def patient_table(rows: Sequence[Mapping[str, object]], variant: tuple[str, str,
             cells[str(r["case"])]["volume"] = float(r["volume_error_pct"])  # type: ignore[arg-type]
     header = ["patient", "fold", "site", "site seen", "WT Dice", "TC Dice", "ET Dice", "WT volume error %"]
     lines = []
+    whole = len(set(fold_of.values())) > 1
     for case, scores in sorted(cells.items()):
         seen = any(site_of(c) == site_of(case) for c, f in fold_of.items() if f != fold_of[case])
-        line = [case, fold_of[case], site_of(case), "yes" if seen else "no"]
+        line = [case, fold_of[case], site_of(case), ("yes" if seen else "no") if whole else "n/a"]
         line += [f"{scores.get(r, math.nan):.3f}" for r in ("WT", "TC", "ET")]
         line.append(f"{scores['volume']:+.1f}" if "volume" in scores else "n/a")
         lines.append(line)
