@@ -274,7 +274,8 @@ def patient_table(rows: Sequence[Mapping[str, object]], variant: tuple[str, str,
     "site seen" says whether another patient of the same site was in the fold's
     training or validation set: patients from unseen sites are the closest this data
     comes to scans from another hospital. It is read from the other folds' test patients in
-    ``rows``, so it needs the whole cross-validation; rows of a single fold say ``n/a``.
+    ``rows``, so it needs every fold of the cross-validation: rows of a single fold say
+    ``n/a``, and with some folds missing a "no" can be wrong (their patients are unknown).
     """
     chosen = _rows_of(rows, variant)
     fold_of = {str(r["case"]): str(r["fold"]) for r in chosen}
