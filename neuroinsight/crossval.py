@@ -286,10 +286,10 @@ def patient_table(rows: Sequence[Mapping[str, object]], variant: tuple[str, str,
             cells[str(r["case"])]["volume"] = float(r["volume_error_pct"])  # type: ignore[arg-type]
     header = ["patient", "fold", "site", "site seen", "WT Dice", "TC Dice", "ET Dice", "WT volume error %"]
     lines = []
-    whole = len(set(fold_of.values())) > 1
+    several_folds = len(set(fold_of.values())) > 1
     for case, scores in sorted(cells.items()):
         seen = any(site_of(c) == site_of(case) for c, f in fold_of.items() if f != fold_of[case])
-        line = [case, fold_of[case], site_of(case), ("yes" if seen else "no") if whole else "n/a"]
+        line = [case, fold_of[case], site_of(case), ("yes" if seen else "no") if several_folds else "n/a"]
         line += [f"{scores.get(r, math.nan):.3f}" for r in ("WT", "TC", "ET")]
         line.append(f"{scores['volume']:+.1f}" if "volume" in scores else "n/a")
         lines.append(line)
