@@ -17,7 +17,7 @@ from dataclasses import asdict, dataclass
 
 import cv2
 import numpy as np
-from numpy.typing import NDArray
+from numpy.typing import DTypeLike, NDArray
 
 
 @dataclass(frozen=True)
@@ -123,10 +123,23 @@ def bias_field(shape: tuple[int, int], strength: float, rng: np.random.Generator
 
 
 def augment_slice(
-    images: NDArray[np.float32], classes: NDArray[np.uint8], config: AugmentConfig, rng: np.random.Generator
+    images: NDArray[np.float32],
+    classes: NDArray[np.uint8],
+    config: AugmentConfig,
+    rng: np.random.Generator,
+    *,
+    group: int = 1,
 ) -> tuple[NDArray[np.float32], NDArray[np.uint8]]:
-    """Apply a random draw of every enabled transform to one slice ``(H, W, C)`` / ``(H, W)``."""
-    n_channels = images.shape[-1]
+    """Apply a random draw of every enabled transform to one slice ``(H, W, C)`` / ``(H, W)``.
+
+    ``group`` adjacent channels share one intensity draw: with 2.5-D input they are one
+    modality's neighbouring slices, which a scanner's contrast changes alike.
+    """
+    n_draws = images.shape[-1] // group
+
+    def per_channel(values: NDArray, dtype: DTypeLike = None) -> NDArray:
+        return np.repeat(values, group).astype(dtype or values.dtype)
+
     if config.flip_prob and rng.random() < config.flip_prob:
         images, classes = flip(images, classes)
     if (config.rotate_deg or config.scale) and rng.random() < config.prob:
@@ -135,11 +148,11 @@ def augment_slice(
         images, classes = rotate_scale(np.ascontiguousarray(images), np.ascontiguousarray(classes), angle, zoom)
     brain = np.any(images != 0, axis=-1)
     if (config.intensity_scale or config.intensity_shift) and rng.random() < config.prob:
-        gain = 1.0 + rng.uniform(-config.intensity_scale, config.intensity_scale, n_channels)
-        offset = rng.uniform(-config.intensity_shift, config.intensity_shift, n_channels)
-        images = gain_offset(images, brain, gain.astype(np.float32), offset.astype(np.float32))
+        gain = 1.0 + rng.uniform(-config.intensity_scale, config.intensity_scale, n_draws)
+        offset = rng.uniform(-config.intensity_shift, config.intensity_shift, n_draws)
+        images = gain_offset(images, brain, per_channel(gain, np.float32), per_channel(offset, np.float32))
     if config.gamma and rng.random() < config.prob:
-        images = gamma_curve(images, brain, np.exp(rng.uniform(-config.gamma, config.gamma, n_channels)))
+        images = gamma_curve(images, brain, per_channel(np.exp(rng.uniform(-config.gamma, config.gamma, n_draws))))
     if config.bias_field and rng.random() < config.prob:
         field = bias_field(classes.shape, config.bias_field, rng)
         lo = images.min()

@@ -58,6 +58,7 @@ def run_crossval(
     seed: int = 0,
     train_seed: int | None = None,
     n_val: int = 1,
+    context: int | None = None,
     overrides: dict | None = None,
     posts: dict[str, PostprocessConfig] | None = None,
     precision: str = "mixed_bfloat16",
@@ -80,6 +81,7 @@ def run_crossval(
             to measure how much of a result is seed luck; the recipe is then named ``...+seedN``.
         n_val: Validation patients drawn from each fold's training patients (0: all of them
             train, which needs ``select="last"``; the recipe is then named ``...+val0``).
+        context: Neighbouring slices per side as extra input channels (2.5-D; None: the preset's).
         overrides: Fields replaced in every preset's ``TrainConfig`` (e.g. epochs).
         posts: Named post-processing variants scored on the same predictions.
         precision: Inference precision.
@@ -101,6 +103,8 @@ def run_crossval(
     for preset in presets:
         training_seed = seed if train_seed is None else train_seed
         config: TrainConfig = replace(PRESET_CONFIGS[preset], seed=training_seed, **(overrides or {}))
+        if context is not None:
+            config = replace(config, preprocess=replace(config.preprocess, context=context))
         recipe = recipe_name(preset, config) + ("" if n_val == 1 else f"+val{n_val}")
         recipe += "" if training_seed == seed else f"+seed{training_seed}"
         for fold in folds if folds is not None else range(n_folds):
@@ -136,6 +140,7 @@ def run_crossval(
                             row.update(
                                 {"preset": recipe, "fold": fold, "tta": "flip" if tta else "off", "post": post_name}
                             )
+                            row["train_sites"] = training_sites(split)
                             rows.append(row)
             if progress is not None:
                 progress(f"{recipe} fold {fold}: test {', '.join(split['test'])}")
@@ -154,13 +159,16 @@ def _decoding_of(post: PostprocessConfig) -> tuple[str, tuple[float, float, floa
 def recipe_name(preset: str, config: TrainConfig) -> str:
     """``preset`` plus ``+value`` for each recipe-defining setting that differs from the preset.
 
-    ``recipe_name("four", config with augment="robust")`` is ``"four+robust"``, so that
+    ``recipe_name("four", config with augment="robust")`` is ``"four+robust"`` (and a 2.5-D
+    input of one neighbour per side adds ``+ctx1``), so that
     ablations land beside the preset in the same tables and never overwrite its fold models.
     """
     from neuroinsight.training import PRESET_CONFIGS
 
     base = PRESET_CONFIGS[preset]
     changed = [str(getattr(config, f)) for f in RECIPE_FIELDS if getattr(config, f) != getattr(base, f)]
+    if config.preprocess.context != base.preprocess.context:
+        changed.append(f"ctx{config.preprocess.context}")
     return "+".join([preset, *changed])
 
 
@@ -241,6 +249,11 @@ def site_of(case_id: str) -> str:
     return parts[1] if len(parts) >= 3 else case_id
 
 
+def training_sites(split: Mapping[str, Sequence[str]]) -> str:
+    """The sites a fold model trained or was validated on, space-separated (a crossval row's ``train_sites``)."""
+    return " ".join(sorted({site_of(c) for c in (*split["train"], *split["val"])}))
+
+
 def _rows_of(rows: Sequence[Mapping[str, object]], variant: tuple[str, str, str]) -> list[Mapping[str, object]]:
     chosen = [r for r in rows if _variant(r) == variant]
     if not chosen:
@@ -273,12 +286,14 @@ def patient_table(rows: Sequence[Mapping[str, object]], variant: tuple[str, str,
 
     "site seen" says whether another patient of the same site was in the fold's
     training or validation set: patients from unseen sites are the closest this data
-    comes to scans from another hospital. It is read from the other folds' test patients in
-    ``rows``, so it needs every fold of the cross-validation: rows of a single fold say
-    ``n/a``, and with some folds missing a "no" can be wrong (their patients are unknown).
+    comes to scans from another hospital. Rows that carry ``train_sites`` (written since
+    it was added) say it directly. For older CSVs it is read from the other folds' test
+    patients in ``rows``, which needs every fold of the cross-validation: rows of a single
+    fold say ``n/a``, and with some folds missing a "no" can be wrong (their patients are unknown).
     """
     chosen = _rows_of(rows, variant)
     fold_of = {str(r["case"]): str(r["fold"]) for r in chosen}
+    sites_of = {str(r["case"]): str(r["train_sites"]).split() for r in chosen if r.get("train_sites")}
     cells: dict[str, dict[str, float]] = {}
     for r in chosen:
         cells.setdefault(str(r["case"]), {})[str(r["region"])] = float(r["dice"])
@@ -288,8 +303,13 @@ def patient_table(rows: Sequence[Mapping[str, object]], variant: tuple[str, str,
     lines = []
     several_folds = len(set(fold_of.values())) > 1
     for case, scores in sorted(cells.items()):
-        seen = any(site_of(c) == site_of(case) for c, f in fold_of.items() if f != fold_of[case])
-        line = [case, fold_of[case], site_of(case), ("yes" if seen else "no") if several_folds else "n/a"]
+        if case in sites_of:
+            seen: bool | None = site_of(case) in sites_of[case]
+        elif several_folds:
+            seen = any(site_of(c) == site_of(case) for c, f in fold_of.items() if f != fold_of[case])
+        else:
+            seen = None
+        line = [case, fold_of[case], site_of(case), {True: "yes", False: "no", None: "n/a"}[seen]]
         line += [f"{scores.get(r, math.nan):.3f}" for r in ("WT", "TC", "ET")]
         line.append(f"{scores['volume']:+.1f}" if "volume" in scores else "n/a")
         lines.append(line)

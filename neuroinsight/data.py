@@ -167,7 +167,7 @@ class SliceDataset(_PyDataset):
             image = np.asarray(case.images[slice_index], dtype=np.float32)
             label = np.asarray(case.classes[slice_index], dtype=np.uint8)
             if self.augment != NO_AUGMENT:
-                image, label = augment_slice(image, label, self.augment, self._rng)
+                image, label = augment_slice(image, label, self.augment, self._rng, group=2 * self.config.context + 1)
             images.append(image)
             classes.append(label)
         return np.stack(images), one_hot(np.stack(classes), N_CLASSES)

@@ -265,7 +265,7 @@ class Segmenter:
         combined = copy.copy(first)
         combined.name = " + ".join(s.name for s in segmenters)
         combined.members = [
-            (s.model, s.with_attention, [modalities.index(m) for m in s.preprocess.modalities]) for s in segmenters
+            (s.model, s.with_attention, first.preprocess.channel_indices(s.preprocess.modalities)) for s in segmenters
         ]
         # The first model's recipe numbers do not describe the ensemble: only its own are shown.
         combined.info = {k: v for k, v in first.info.items() if k != "crossval"}
@@ -331,7 +331,7 @@ class Segmenter:
         gates: dict[int, NDArray[np.float16]] = {}
         todo = np.nonzero(prepared.has_brain)[0]
         batches = [todo[i : i + BATCH_SLICES] for i in range(0, len(todo), BATCH_SLICES)]
-        buffer = np.empty((BATCH_SLICES, size, size, prepared.channels.shape[0]), dtype=np.float32)
+        buffer = np.empty((BATCH_SLICES, size, size, prepared.n_channels), dtype=np.float32)
         batch_probabilities = []
         for done, index in enumerate(batches, start=1):
             batch = prepared.batch(index, out=buffer[: len(index)])

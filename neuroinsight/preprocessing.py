@@ -2,7 +2,9 @@
 
 All inputs are canonical ``(x, y, z)`` volumes from :mod:`neuroinsight.io`. The
 network sees axial slices: ``prepare_volume`` returns ``(z, S, S, C)`` float32
-stacks, channels last in the order of ``PreprocessConfig.modalities``.
+stacks, channels last in the order of ``PreprocessConfig.modalities``. With
+``context`` k > 0 each modality contributes its slice and the k slices on either
+side (2.5-D input), so the network sees some of the tumor's extent in z.
 
 Two pipelines are provided as settings:
 
@@ -24,7 +26,7 @@ brain.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from functools import cached_property
@@ -52,6 +54,8 @@ class PreprocessConfig:
         crop_to_brain: Crop each volume to the brain's bounding square before resizing.
         slice_range: Training slices ``[start, stop)`` along z, or None for every slice with brain.
         crop_margin: Voxels added around the brain's bounding box.
+        context: Neighbouring slices on each side stacked as extra channels (0: plain 2-D input);
+            each modality's ``2 * context + 1`` slices are adjacent, in z order.
     """
 
     modalities: tuple[str, ...] = ("t1ce", "flair")
@@ -60,6 +64,21 @@ class PreprocessConfig:
     crop_to_brain: bool = True
     slice_range: tuple[int, int] | None = None
     crop_margin: int = 4
+    context: int = 0
+
+    def __post_init__(self) -> None:
+        if self.context < 0:
+            raise InputError(f"context must be 0 or more slices, got {self.context}.")
+
+    @property
+    def n_channels(self) -> int:
+        """Network input channels: ``2 * context + 1`` slices per modality."""
+        return len(self.modalities) * (2 * self.context + 1)
+
+    def channel_indices(self, modalities: Sequence[str]) -> list[int]:
+        """Input channels (of this config's layout) that carry ``modalities``, in their order."""
+        width = 2 * self.context + 1
+        return [self.modalities.index(m) * width + d for m in modalities for d in range(width)]
 
     def to_dict(self) -> dict:
         """JSON-ready form (stored beside a model)."""
@@ -126,6 +145,8 @@ class PreparedVolume:
         box: The in-plane crop applied before resizing.
         full_shape: Canonical ``(X, Y, Z)`` shape of the case.
         brain: bool ``(X, Y, Z)`` brain mask.
+        context: Neighbouring slices per side that :meth:`batch` stacks beside each slice
+            (beyond the volume's ends the end slice is repeated).
     """
 
     channels: NDArray[np.float32]
@@ -133,6 +154,12 @@ class PreparedVolume:
     box: CropBox
     full_shape: tuple[int, int, int]
     brain: NDArray[np.bool_] = field(repr=False)
+    context: int = 0
+
+    @property
+    def n_channels(self) -> int:
+        """Channels of a :meth:`batch`: ``2 * context + 1`` slices per modality."""
+        return self.channels.shape[0] * (2 * self.context + 1)
 
     @cached_property
     def slices(self) -> NDArray[np.float32]:
@@ -144,10 +171,17 @@ class PreparedVolume:
 
         ``out`` (a reused buffer) saves allocating fresh memory for every batch.
         """
-        if not isinstance(index, slice) and len(index) and np.array_equal(index, np.arange(index[0], index[-1] + 1)):
-            index = slice(index[0], index[-1] + 1)  # consecutive slices (the usual batch): views, no gather
-        n_channels, _, rows, cols = self.channels.shape
-        parts = [np.ascontiguousarray(channel[index]).reshape(-1, cols) for channel in self.channels]
+        _, depth, rows, cols = self.channels.shape
+        selectors: list[NDArray[np.intp] | slice]
+        if self.context:  # each modality's neighbours, z order, the end slices repeated past the ends
+            planes = np.arange(depth)[index]
+            selectors = [np.clip(planes + d, 0, depth - 1) for d in range(-self.context, self.context + 1)]
+        elif not isinstance(index, slice) and len(index) and np.array_equal(index, np.arange(index[0], index[-1] + 1)):
+            selectors = [slice(index[0], index[-1] + 1)]  # consecutive slices (the usual batch): views, no gather
+        else:
+            selectors = [index]
+        parts = [np.ascontiguousarray(channel[z]).reshape(-1, cols) for channel in self.channels for z in selectors]
+        n_channels = len(parts)
         n = len(parts[0]) // rows
         if out is None:
             out = np.empty((n, rows, cols, n_channels), dtype=np.float32)
@@ -382,6 +416,7 @@ def prepare_volume(images: Mapping[str, NDArray], config: PreprocessConfig) -> P
         box=box,
         full_shape=tuple(brain.shape),  # type: ignore[arg-type]
         brain=brain,
+        context=config.context,
     )
 
 

@@ -103,7 +103,7 @@ class TrainConfig:
     def model(self) -> ModelConfig:
         """The architecture this run builds."""
         return ModelConfig(
-            input_channels=len(self.preprocess.modalities),
+            input_channels=self.preprocess.n_channels,
             image_size=self.preprocess.image_size,
             n_classes=N_CLASSES,
             filters=self.filters,

@@ -45,9 +45,7 @@ def get_segmenter(path: str, precision: str = DEFAULT_PRECISION) -> Segmenter:
 
     # Warm-up: the first call traces the graph; do it here, not in a user's first click.
     size = segmenter.preprocess.image_size
-    segmenter.predict_slices(
-        np.zeros((1, size, size, len(segmenter.preprocess.modalities)), np.float32), attention=True
-    )
+    segmenter.predict_slices(np.zeros((1, size, size, segmenter.preprocess.n_channels), np.float32), attention=True)
     return segmenter
 
 

@@ -78,3 +78,16 @@ def test_intensity_transforms_leave_background_at_zero(slice_pair):
         images, classes, aug.AugmentConfig(intensity_shift=0.5, noise_std=0.2, prob=1.0), np.random.default_rng(0)
     )
     assert (out[background] == 0).all()
+
+
+def test_grouped_channels_share_one_intensity_draw(slice_pair):
+    """With 2.5-D input a modality's neighbouring slices get the same gain, offset and gamma."""
+    images, classes = slice_pair
+    stacked = np.repeat(images, 3, axis=-1)  # each modality three times, as its z-neighbours would be
+    config = aug.AugmentConfig(intensity_scale=0.3, intensity_shift=0.4, gamma=0.4, prob=1.0)
+    out, _ = aug.augment_slice(stacked, classes, config, np.random.default_rng(2), group=3)
+    for first in (0, 3):
+        np.testing.assert_array_equal(out[..., first], out[..., first + 1])
+        np.testing.assert_array_equal(out[..., first], out[..., first + 2])
+    ungrouped, _ = aug.augment_slice(stacked, classes, config, np.random.default_rng(2))
+    assert not np.array_equal(ungrouped[..., 0], ungrouped[..., 1])  # the check can fail

@@ -9,7 +9,7 @@ import pytest
 
 from neuroinsight import io
 from neuroinsight.cli import main
-from neuroinsight.crossval import POST_VARIANTS, read_rows, recipe_name, run_crossval
+from neuroinsight.crossval import POST_VARIANTS, read_rows, recipe_name, run_crossval, site_of
 from neuroinsight.inference import DEFAULT_POSTPROCESS, accuracy_text, read_model_info, update_model_info
 from neuroinsight.metrics import METRIC_NAMES
 from neuroinsight.pipeline import rows_to_csv
@@ -96,6 +96,17 @@ def test_crossval_without_validation_patients_trains_on_every_other_patient(phan
     first, second = (load_model(tmp_path / f"improved+val0{s}_fold0.keras") for s in ("", "+seed1"))
     assert not np.array_equal(first.get_weights()[0], second.get_weights()[0])
 
+    # Every row names the sites its fold model trained on (crossval-table's "site seen").
+    sites = {site_of(c) for c in split["train"]}  # phantom ids carry no site: each is its own
+    assert {r["train_sites"] for r in rows} == {" ".join(sorted(sites))}
+
+    # 2.5-D input: a separate recipe whose network reads each modality's neighbouring slices too.
+    context_rows = run_crossval(phantom_data_dir, ["improved"], tmp_path, n_val=0, context=1, **common)
+    assert {r["preset"] for r in context_rows} == {"improved+ctx1+val0"}
+    assert {r["case"] for r in context_rows} == set(split["test"])
+    context_model = load_model(tmp_path / "improved+ctx1+val0_fold0.keras")
+    assert context_model.input_shape[-1] == 3 * len(PreprocessConfig().modalities)
+
 
 def test_recipe_name_marks_overridden_loss_or_augmentation():
     from dataclasses import replace
@@ -106,6 +117,9 @@ def test_recipe_name_marks_overridden_loss_or_augmentation():
     assert recipe_name("four", replace(four, epochs=3, batch_size=4)) == "four"
     assert recipe_name("four", replace(four, augment="robust")) == "four+robust"
     assert recipe_name("improved", replace(PRESET_CONFIGS["improved"], loss="ce", augment="none")) == "improved+ce+none"
+    improved = PRESET_CONFIGS["improved"]
+    with_context = replace(improved, preprocess=replace(improved.preprocess, context=1))
+    assert recipe_name("improved", with_context) == "improved+ctx1"
 
 
 def _row(post: str, case: str, fold: int, region: str, dice: float, volume_error: float) -> dict:
@@ -167,8 +181,13 @@ def test_crossval_table_names_a_missing_file_or_variant(tmp_path, capsys):
     del old["tta"]  # CSVs written before TTA was scored
     (tmp_path / "a.csv").write_text(rows_to_csv([old], ["preset", "post", "fold"]))
     assert main(["crossval-table", str(tmp_path / "a.csv"), "--variant", "four", "off", "none", "--patients"]) == 0
-    # One fold alone does not tell which sites its model trained on.
+    # One fold alone does not tell which sites its model trained on...
     assert "| Brats18_X_1_1 | 0 | X | n/a |" in capsys.readouterr().out
+    # ...unless its rows name them (crossval writes train_sites).
+    for sites, seen in (("X Y", "yes"), ("Y", "no")):
+        (tmp_path / "b.csv").write_text(rows_to_csv([{**old, "train_sites": sites}], ["preset", "post", "fold"]))
+        assert main(["crossval-table", str(tmp_path / "b.csv"), "--variant", "four", "off", "none", "--patients"]) == 0
+        assert f"| Brats18_X_1_1 | 0 | X | {seen} |" in capsys.readouterr().out
     assert main(["crossval-table", str(tmp_path / "a.csv"), "--variant", "four", "flip", "none", "--patients"]) == 2
     assert "four/flip/none" in capsys.readouterr().err
     assert main(["crossval-table", str(tmp_path / "a.csv"), "--patients"]) == 2

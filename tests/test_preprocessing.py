@@ -106,6 +106,30 @@ def test_batch_is_the_channels_stacked_last():
     np.testing.assert_array_equal(prepared.batch(np.arange(6), out=strided), prepared.slices[:6])
 
 
+def test_context_stacks_each_modalitys_neighbouring_slices():
+    config = pp.PreprocessConfig(context=1)
+    prepared = pp.prepare_volume(small_case(seed=3).images, config)
+    depth = prepared.channels.shape[1]
+    assert prepared.n_channels == config.n_channels == 6
+    index = np.array([0, 4, depth - 1])
+    batch = prepared.batch(index)
+    assert batch.shape == (3, *prepared.channels.shape[2:], 6)
+    for row, z in enumerate(index):
+        for m, channel in enumerate(prepared.channels):
+            for d in (-1, 0, 1):
+                # Past either end of the volume the end slice stands in for the missing neighbour.
+                expected = channel[min(max(z + d, 0), depth - 1)]
+                np.testing.assert_array_equal(batch[row, ..., 3 * m + d + 1], expected)
+    # The centre channels are the plain 2-D input.
+    plain = pp.prepare_volume(small_case(seed=3).images, pp.DEFAULT_PREPROCESS).batch(index)
+    np.testing.assert_array_equal(batch[..., [1, 4]], plain)
+    assert config.channel_indices(("flair",)) == [3, 4, 5]
+    assert pp.DEFAULT_PREPROCESS.channel_indices(("flair", "t1ce")) == [1, 0]
+    assert pp.PreprocessConfig.from_dict(config.to_dict()) == config
+    with pytest.raises(pp.InputError, match="context"):
+        pp.PreprocessConfig(context=-1)
+
+
 def _prepare_by_definition(images, config):
     """The pipeline as its docstring defines it, step by step at full resolution (slow, obvious)."""
     brain = pp.brain_mask(images)

@@ -27,7 +27,7 @@ from pathlib import Path
 
 from neuroinsight import io
 from neuroinsight.config import DEFAULT_DATA_DIR
-from neuroinsight.crossval import POST_VARIANTS
+from neuroinsight.crossval import POST_VARIANTS, training_sites
 from neuroinsight.inference import Segmenter, postprocess, read_model_info
 from neuroinsight.metrics import score_case
 from neuroinsight.pipeline import rows_to_csv, score_rows
@@ -53,6 +53,7 @@ def main() -> None:
         if len(set(tests.values())) != 1:
             raise SystemExit(f"fold {fold}: the recipes' test patients differ: {tests}")
         segmenters = {r: Segmenter.from_path(p) for r, p in paths.items()}
+        sites = training_sites(read_model_info(paths[args.recipes[0]])["split"])
         for case_id in tests[args.recipes[0]]:
             case = io.load_case(args.data / case_id)
             probs = {}
@@ -69,6 +70,7 @@ def main() -> None:
                     name = " & ".join(combo)
                     for row in score_rows(case_id, scores, name):
                         row.update({"preset": name, "tta": "flip", "post": post_name, "fold": fold})
+                        row["train_sites"] = sites
                         rows.append(row)
             print(f"fold {fold} {case_id}: done", flush=True)
     args.out.write_text(rows_to_csv(rows, extra_columns=("preset", "tta", "post", "fold")))
