@@ -164,7 +164,7 @@ def _run_train(args: argparse.Namespace) -> int:
     }
     config = replace(config, **{k: v for k, v in overrides.items() if v is not None})
     if args.context is not None:
-        config = replace(config, preprocess=replace(config.preprocess, context=args.context))
+        config = config.with_context(args.context)
     grades = io.read_grades(settings.data_dir)
     folders = {p.name: p for p in io.list_cases(settings.data_dir)}
     if not grades:

@@ -104,7 +104,7 @@ def run_crossval(
         training_seed = seed if train_seed is None else train_seed
         config: TrainConfig = replace(PRESET_CONFIGS[preset], seed=training_seed, **(overrides or {}))
         if context is not None:
-            config = replace(config, preprocess=replace(config.preprocess, context=context))
+            config = config.with_context(context)
         recipe = recipe_name(preset, config) + ("" if n_val == 1 else f"+val{n_val}")
         recipe += "" if training_seed == seed else f"+seed{training_seed}"
         for fold in folds if folds is not None else range(n_folds):

@@ -37,6 +37,7 @@ from neuroinsight.preprocessing import (
     one_hot,
     prepare_label,
     prepare_volume,
+    slices_per_modality,
     training_slices,
 )
 
@@ -162,12 +163,13 @@ class SliceDataset(_PyDataset):
     def __getitem__(self, index: int) -> tuple[NDArray[np.float32], NDArray[np.float32]]:
         picked = self.records[self.order[index * self.batch_size : (index + 1) * self.batch_size]]
         images, classes = [], []
+        group = slices_per_modality(self.config.context)  # one intensity draw per modality
         for case_index, slice_index in picked:
             case = self._case(int(case_index))
             image = np.asarray(case.images[slice_index], dtype=np.float32)
             label = np.asarray(case.classes[slice_index], dtype=np.uint8)
             if self.augment != NO_AUGMENT:
-                image, label = augment_slice(image, label, self.augment, self._rng, group=2 * self.config.context + 1)
+                image, label = augment_slice(image, label, self.augment, self._rng, group=group)
             images.append(image)
             classes.append(label)
         return np.stack(images), one_hot(np.stack(classes), N_CLASSES)

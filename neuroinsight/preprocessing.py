@@ -43,6 +43,11 @@ N_CLASSES = 4
 CLASS_TO_LABEL: tuple[int, ...] = (0, 1, 2, 4)
 
 
+def slices_per_modality(context: int) -> int:
+    """Input channels one modality contributes: its slice and ``context`` neighbours on either side."""
+    return 2 * context + 1
+
+
 @dataclass(frozen=True)
 class PreprocessConfig:
     """How a case becomes network input.
@@ -73,11 +78,11 @@ class PreprocessConfig:
     @property
     def n_channels(self) -> int:
         """Network input channels: ``2 * context + 1`` slices per modality."""
-        return len(self.modalities) * (2 * self.context + 1)
+        return len(self.modalities) * slices_per_modality(self.context)
 
     def channel_indices(self, modalities: Sequence[str]) -> list[int]:
         """Input channels (of this config's layout) that carry ``modalities``, in their order."""
-        width = 2 * self.context + 1
+        width = slices_per_modality(self.context)
         return [self.modalities.index(m) * width + d for m in modalities for d in range(width)]
 
     def to_dict(self) -> dict:
@@ -159,7 +164,7 @@ class PreparedVolume:
     @property
     def n_channels(self) -> int:
         """Channels of a :meth:`batch`: ``2 * context + 1`` slices per modality."""
-        return self.channels.shape[0] * (2 * self.context + 1)
+        return self.channels.shape[0] * slices_per_modality(self.context)
 
     @cached_property
     def slices(self) -> NDArray[np.float32]:

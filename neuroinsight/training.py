@@ -110,6 +110,10 @@ class TrainConfig:
             bottleneck=self.bottleneck,
         )
 
+    def with_context(self, context: int) -> TrainConfig:
+        """The same run with a 2.5-D input of ``context`` neighbouring slices per side."""
+        return replace(self, preprocess=replace(self.preprocess, context=context))
+
     @property
     def augmentation(self) -> AugmentConfig:
         """The augmentation preset's settings."""
