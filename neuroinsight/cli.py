@@ -125,6 +125,7 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--augment", choices=AUGMENT_CHOICES, help="augmentation preset")
     p.add_argument("--context", type=int, help="2.5-D input: neighbouring slices per side (default 0)")
+    p.add_argument("--image-size", type=int, help="side of the network input in pixels, a multiple of 8 (default 128)")
     p.add_argument("--seed", type=int, help="random seed (default 0)")
     p.add_argument("--patience", type=int, help="early-stopping patience in epochs (default 8)")
     p.add_argument(
@@ -163,8 +164,7 @@ def _run_train(args: argparse.Namespace) -> int:
         "steps_per_epoch": args.steps_per_epoch,
     }
     config = replace(config, **{k: v for k, v in overrides.items() if v is not None})
-    if args.context is not None:
-        config = config.with_context(args.context)
+    config = config.with_input(context=args.context, image_size=args.image_size)
     grades = io.read_grades(settings.data_dir)
     folders = {p.name: p for p in io.list_cases(settings.data_dir)}
     if not grades:
@@ -503,6 +503,7 @@ def _add_crossval(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=0, help="fold and training seed (default 0)")
     p.add_argument("--train-seed", type=int, help="training seed on the folds of --seed (results P+seedN)")
     p.add_argument("--context", type=int, help="2.5-D: neighbouring slices per side as input (results P+ctxN)")
+    p.add_argument("--image-size", type=int, help="network input side in pixels (results P+sN; default 128)")
     p.add_argument(
         "--n-val", type=int, default=1, help="validation patients per fold (default 1; 0 trains on all, results P+val0)"
     )
@@ -532,6 +533,7 @@ def _run_crossval(args: argparse.Namespace) -> int:
         train_seed=args.train_seed,
         n_val=args.n_val,
         context=args.context,
+        image_size=args.image_size,
         overrides=overrides,
         posts=POST_VARIANTS,
         precision=args.precision,

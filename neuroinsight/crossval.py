@@ -59,6 +59,7 @@ def run_crossval(
     train_seed: int | None = None,
     n_val: int = 1,
     context: int | None = None,
+    image_size: int | None = None,
     overrides: dict | None = None,
     posts: dict[str, PostprocessConfig] | None = None,
     precision: str = "mixed_bfloat16",
@@ -82,6 +83,7 @@ def run_crossval(
         n_val: Validation patients drawn from each fold's training patients (0: all of them
             train, which needs ``select="last"``; the recipe is then named ``...+val0``).
         context: Neighbouring slices per side as extra input channels (2.5-D; None: the preset's).
+        image_size: Side of the network input in pixels (None: the preset's); recipe ``...+sN``.
         overrides: Fields replaced in every preset's ``TrainConfig`` (e.g. epochs).
         posts: Named post-processing variants scored on the same predictions.
         precision: Inference precision.
@@ -103,8 +105,7 @@ def run_crossval(
     for preset in presets:
         training_seed = seed if train_seed is None else train_seed
         config: TrainConfig = replace(PRESET_CONFIGS[preset], seed=training_seed, **(overrides or {}))
-        if context is not None:
-            config = config.with_context(context)
+        config = config.with_input(context=context, image_size=image_size)
         recipe = recipe_name(preset, config) + ("" if n_val == 1 else f"+val{n_val}")
         recipe += "" if training_seed == seed else f"+seed{training_seed}"
         for fold in folds if folds is not None else range(n_folds):
@@ -159,8 +160,8 @@ def _decoding_of(post: PostprocessConfig) -> tuple[str, tuple[float, float, floa
 def recipe_name(preset: str, config: TrainConfig) -> str:
     """``preset`` plus ``+value`` for each recipe-defining setting that differs from the preset.
 
-    ``recipe_name("four", config with augment="robust")`` is ``"four+robust"`` (and a 2.5-D
-    input of one neighbour per side adds ``+ctx1``), so that
+    ``recipe_name("four", config with augment="robust")`` is ``"four+robust"`` (a 2.5-D
+    input of one neighbour per side adds ``+ctx1``, a 160-pixel input ``+s160``), so that
     ablations land beside the preset in the same tables and never overwrite its fold models.
     """
     from neuroinsight.training import PRESET_CONFIGS
@@ -169,6 +170,8 @@ def recipe_name(preset: str, config: TrainConfig) -> str:
     changed = [str(getattr(config, f)) for f in RECIPE_FIELDS if getattr(config, f) != getattr(base, f)]
     if config.preprocess.context != base.preprocess.context:
         changed.append(f"ctx{config.preprocess.context}")
+    if config.preprocess.image_size != base.preprocess.image_size:
+        changed.append(f"s{config.preprocess.image_size}")
     return "+".join([preset, *changed])
 
 

@@ -98,6 +98,14 @@ class TrainConfig:
             raise InputError(f"augment must be one of {tuple(PRESETS)}, got {self.augment!r}.")
         if self.epochs < 1 or self.batch_size < 1 or self.learning_rate <= 0:
             raise InputError("epochs and batch size must be positive, and the learning rate above 0.")
+        # Each encoder level halves the image and the decoder doubles it back: the side must
+        # divide evenly, or the skip connections would not line up.
+        step = 2 ** len(self.filters)
+        if self.preprocess.image_size < step or self.preprocess.image_size % step:
+            raise InputError(
+                f"image size must be a multiple of {step} (2 to the number of encoder levels), "
+                f"got {self.preprocess.image_size}; for example 128 or 160."
+            )
 
     @property
     def model(self) -> ModelConfig:
@@ -110,9 +118,15 @@ class TrainConfig:
             bottleneck=self.bottleneck,
         )
 
-    def with_context(self, context: int) -> TrainConfig:
-        """The same run with a 2.5-D input of ``context`` neighbouring slices per side."""
-        return replace(self, preprocess=replace(self.preprocess, context=context))
+    def with_input(self, *, context: int | None = None, image_size: int | None = None) -> TrainConfig:
+        """The same run with another network input; None keeps a setting.
+
+        Args:
+            context: 2.5-D input of this many neighbouring slices per side.
+            image_size: Side of the square input in pixels (the seed's 128).
+        """
+        changes = {k: v for k, v in {"context": context, "image_size": image_size}.items() if v is not None}
+        return replace(self, preprocess=replace(self.preprocess, **changes))
 
     @property
     def augmentation(self) -> AugmentConfig:

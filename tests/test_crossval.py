@@ -118,8 +118,9 @@ def test_recipe_name_marks_overridden_loss_or_augmentation():
     assert recipe_name("four", replace(four, augment="robust")) == "four+robust"
     assert recipe_name("improved", replace(PRESET_CONFIGS["improved"], loss="ce", augment="none")) == "improved+ce+none"
     improved = PRESET_CONFIGS["improved"]
-    with_context = replace(improved, preprocess=replace(improved.preprocess, context=1))
-    assert recipe_name("improved", with_context) == "improved+ctx1"
+    assert recipe_name("improved", improved.with_input(context=1)) == "improved+ctx1"
+    assert recipe_name("improved", improved.with_input(image_size=160)) == "improved+s160"
+    assert recipe_name("improved", improved.with_input(context=1, image_size=128)) == "improved+ctx1"
 
 
 def _row(post: str, case: str, fold: int, region: str, dice: float, volume_error: float) -> dict:

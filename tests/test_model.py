@@ -56,6 +56,15 @@ def test_output_is_a_distribution_for_two_sizes(size):
     np.testing.assert_allclose(out.sum(-1), 1.0, atol=1e-5)
 
 
+def test_input_size_must_survive_every_pooling_level():
+    assert TINY_TRAIN.with_input(image_size=40).model.image_size == 40  # 3 levels: multiples of 8
+    for size in (36, 4):
+        with pytest.raises(InputError, match="multiple of 8"):
+            TINY_TRAIN.with_input(image_size=size)
+    wider = TINY_TRAIN.with_input(context=1)
+    assert wider.preprocess.image_size == 32 and wider.model.input_channels == 6
+
+
 def test_attention_coefficients_in_unit_interval_with_skip_shape():
     model = build_attention_unet(TINY)
     outputs = with_attention_outputs(model)(np.random.rand(1, 32, 32, 2).astype(np.float32))
