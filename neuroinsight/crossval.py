@@ -106,7 +106,11 @@ def run_crossval(
         training_seed = seed if train_seed is None else train_seed
         config: TrainConfig = replace(PRESET_CONFIGS[preset], seed=training_seed, **(overrides or {}))
         config = config.with_input(context=context, image_size=image_size)
-        recipe = recipe_name(preset, config) + ("" if n_val == 1 else f"+val{n_val}")
+        recipe = recipe_name(preset, config)
+        # Named from the argument, not the config: tests shrink the input through overrides.
+        if image_size is not None and image_size != PRESET_CONFIGS[preset].preprocess.image_size:
+            recipe += f"+s{image_size}"
+        recipe += "" if n_val == 1 else f"+val{n_val}"
         recipe += "" if training_seed == seed else f"+seed{training_seed}"
         for fold in folds if folds is not None else range(n_folds):
             split = split_cases(grades, n_val=n_val, seed=seed, n_folds=n_folds, fold=fold)
@@ -160,8 +164,8 @@ def _decoding_of(post: PostprocessConfig) -> tuple[str, tuple[float, float, floa
 def recipe_name(preset: str, config: TrainConfig) -> str:
     """``preset`` plus ``+value`` for each recipe-defining setting that differs from the preset.
 
-    ``recipe_name("four", config with augment="robust")`` is ``"four+robust"`` (a 2.5-D
-    input of one neighbour per side adds ``+ctx1``, a 160-pixel input ``+s160``), so that
+    ``recipe_name("four", config with augment="robust")`` is ``"four+robust"`` (and a 2.5-D
+    input of one neighbour per side adds ``+ctx1``), so that
     ablations land beside the preset in the same tables and never overwrite its fold models.
     """
     from neuroinsight.training import PRESET_CONFIGS
@@ -170,8 +174,6 @@ def recipe_name(preset: str, config: TrainConfig) -> str:
     changed = [str(getattr(config, f)) for f in RECIPE_FIELDS if getattr(config, f) != getattr(base, f)]
     if config.preprocess.context != base.preprocess.context:
         changed.append(f"ctx{config.preprocess.context}")
-    if config.preprocess.image_size != base.preprocess.image_size:
-        changed.append(f"s{config.preprocess.image_size}")
     return "+".join([preset, *changed])
 
 
