@@ -37,8 +37,10 @@ SINGLE = {
     "gamma": aug.AugmentConfig(gamma=0.4, prob=1.0),
     "bias field": aug.AugmentConfig(bias_field=0.3, prob=1.0),
     "noise": aug.AugmentConfig(noise_std=0.1, prob=1.0),
+    "blur": aug.AugmentConfig(blur_sigma=1.5, prob=1.0),
     "all (robust preset)": aug.ROBUST,
     "all (strong preset)": aug.STRONG,
+    "all (lowres preset)": aug.LOWRES,
 }
 
 
@@ -91,3 +93,18 @@ def test_grouped_channels_share_one_intensity_draw(slice_pair):
         np.testing.assert_array_equal(out[..., first], out[..., first + 2])
     ungrouped, _ = aug.augment_slice(stacked, classes, config, np.random.default_rng(2))
     assert not np.array_equal(ungrouped[..., 0], ungrouped[..., 1])  # the check can fail
+
+
+def test_blur_softens_one_channel_along_one_axis(slice_pair):
+    """Blur as a thick-slice acquisition would: only the drawn channel and axis lose detail."""
+    images, _ = slice_pair
+    brain = np.any(images != 0, axis=-1)
+    out = aug.blur(images, brain, np.array([[0.0, 2.0], [0.0, 0.0]]))
+    np.testing.assert_array_equal(out[..., 1], images[..., 1])
+    assert (out[~brain] == 0).all()
+
+    def detail(x: np.ndarray, axis: int) -> float:
+        return float(np.abs(np.diff(x, axis=axis)).mean())
+
+    assert detail(out[..., 0], 1) < 0.7 * detail(images[..., 0], 1)  # the blurred axis (columns)
+    assert detail(out[..., 0], 0) > 0.8 * detail(images[..., 0], 0)  # rows keep most of their detail
