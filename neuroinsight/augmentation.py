@@ -81,7 +81,8 @@ STRONG = AugmentConfig(
     noise_std=0.15,
     prob=0.4,
 )
-# ROBUST plus per-channel blur: the 2013 scans' T1 is much softer than the other sites' (model card).
+# ROBUST plus per-channel blur, aimed at scans with one soft modality like the 2013 scans' T1;
+# cross-validated on two folds it did not help (model card), so no shipped model uses it.
 LOWRES = replace(ROBUST, blur_sigma=1.5)
 PRESETS: dict[str, AugmentConfig] = {
     "none": NO_AUGMENT,
