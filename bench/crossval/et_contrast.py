@@ -46,14 +46,15 @@ def contrast(case: io.Case) -> dict[str, float]:
     mask = brain_mask(case.images)
     t1ce, t1 = zscore(case.images["t1ce"], mask), zscore(case.images["t1"], mask)
     et = case.label == 4
-    q25, q50, q75 = np.percentile(t1ce[et], [25, 50, 75])
+    inside = t1ce[et]
+    q25, q50, q75 = np.percentile(inside, [25, 50, 75])
     return {
         "et_ml": float(et.sum()) * case.voxel_volume_ml,
         "t1ce_z_q25": float(q25),
         "t1ce_z_median": float(q50),
         "t1ce_z_q75": float(q75),
-        "bright_fraction": float(np.mean(t1ce[et] > BRIGHT_Z)),
-        "t1ce_minus_t1_median": float(np.median(t1ce[et] - t1[et])),
+        "bright_fraction": float(np.mean(inside > BRIGHT_Z)),
+        "t1ce_minus_t1_median": float(np.median(inside - t1[et])),
     }
 
 
