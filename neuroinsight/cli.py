@@ -24,7 +24,7 @@ logger = logging.getLogger(__name__)
 #: ``training.LOSSES``, ``augmentation.PRESETS`` and ``preprocessing.DECODINGS``, spelled out so
 #: that building the parser does not import Keras (tests/test_cli.py checks that they agree).
 LOSS_CHOICES = ("ce", "ce_dice", "ce_region_dice")
-AUGMENT_CHOICES = ("none", "flips", "robust", "strong", "lowres")
+AUGMENT_CHOICES = ("none", "flips", "robust", "strong", "lowres", "moddrop")
 DECODE_CHOICES = ("argmax", "regions")
 
 

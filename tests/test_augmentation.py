@@ -108,3 +108,31 @@ def test_blur_softens_one_channel_along_one_axis(slice_pair):
 
     assert detail(out[..., 0], 1) < 0.7 * detail(images[..., 0], 1)  # the blurred axis (columns)
     assert detail(out[..., 0], 0) > 0.8 * detail(images[..., 0], 0)  # rows keep most of their detail
+
+
+def test_modality_dropout_blanks_one_whole_modality(slice_pair):
+    """Each draw blanks exactly one modality (all its 2.5-D channels) and leaves the rest and labels alone."""
+    images, classes = slice_pair
+    stacked = np.repeat(images, 2, axis=-1)  # two modalities, two z-neighbours each
+    config = aug.AugmentConfig(modality_dropout=1.0)
+    rng = np.random.default_rng(3)
+    dropped = []
+    for _ in range(20):
+        out, out_classes = aug.augment_slice(stacked, classes, config, rng, group=2)
+        np.testing.assert_array_equal(out_classes, classes)
+        blank = [m for m in range(2) if not out[..., 2 * m : 2 * m + 2].any()]
+        assert len(blank) == 1
+        kept = 1 - blank[0]
+        np.testing.assert_array_equal(out[..., 2 * kept : 2 * kept + 2], stacked[..., 2 * kept : 2 * kept + 2])
+        dropped.append(blank[0])
+    assert set(dropped) == {0, 1}  # either modality can go
+
+
+def test_modality_dropout_keeps_a_single_modality_and_its_rate(slice_pair):
+    images, classes = slice_pair
+    always = aug.AugmentConfig(modality_dropout=1.0)
+    out, _ = aug.augment_slice(images[..., 1:], classes, always, np.random.default_rng(0))
+    assert out.any()  # nothing left to segment from otherwise
+    rng = np.random.default_rng(4)
+    blanked = [(~aug.augment_slice(images, classes, aug.MODDROP, rng)[0].any(axis=(0, 1))).any() for _ in range(400)]
+    assert 0.15 < np.mean(blanked) < 0.35  # MODDROP drops a modality in about a quarter of slices
