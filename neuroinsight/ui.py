@@ -29,6 +29,17 @@ REPORT_PDF = "report_pdf"
 BATCH_ROWS = "batch_rows"
 UPLOAD_PAGE = "pages/1_Upload.py"
 DISCLAIMER = "NeuroInsight is for research and teaching. It is not a medical device and not for diagnosis."
+# The sidebar menu. Streamlit's own menu would name the home page after its file ("app");
+# `.streamlit/config.toml` turns that menu off (showSidebarNavigation) and every page draws this one.
+MENU = (
+    ("app.py", "Home", ":material/home:"),
+    (UPLOAD_PAGE, "Upload", ":material/upload:"),
+    ("pages/2_Viewer.py", "Viewer", ":material/visibility:"),
+    ("pages/3_Metrics.py", "Metrics", ":material/analytics:"),
+    ("pages/4_Report.py", "Report", ":material/description:"),
+    ("pages/5_Learn.py", "Learn", ":material/school:"),
+    ("pages/6_About.py", "About", ":material/info:"),
+)
 
 
 @st.cache_resource
@@ -163,8 +174,11 @@ def upload_limit_mb() -> int:
 
 
 def page_header(title: str, icon: str) -> None:
-    """Page config, title and the one-line disclaimer every page carries."""
+    """Page config, sidebar menu, title and the one-line disclaimer every page carries."""
     st.set_page_config(page_title=f"{title} · NeuroInsight", page_icon=icon, layout="wide")
+    with st.sidebar:
+        for path, label, menu_icon in MENU:
+            st.page_link(path, label=label, icon=menu_icon)
     st.title(title)
     st.caption(DISCLAIMER)
     if os.environ.get("NEUROINSIGHT_DEBUG"):

@@ -98,7 +98,7 @@ def _settle(page, timeout_ms: int = 120_000) -> None:
 
 def _open(page, name: str) -> None:
     """Navigate in the sidebar: a full page load would start a new session and lose the case."""
-    page.locator("[data-testid='stSidebarNav'] a", has_text=name).first.click()
+    page.locator("[data-testid='stSidebar'] a", has_text=name).first.click()
     page.wait_for_url(f"**/{name}", timeout=60_000)
     _settle(page)
 
@@ -119,6 +119,10 @@ def test_demo_case_through_every_page(server, browser, tmp_path):
     page.get_by_text("Recent analyses").wait_for(timeout=60_000)
     page.get_by_text("Try the built-in demo case").wait_for(timeout=60_000)
     _no_exception(page)
+    # Our menu, not Streamlit's, which would call the home page "app" after its file name.
+    assert page.locator("[data-testid='stSidebarNav']").count() == 0
+    menu = page.locator("[data-testid='stSidebar'] a").all_inner_texts()
+    assert [text.split()[-1] for text in menu] == ["Home", "Upload", "Viewer", "Metrics", "Report", "Learn", "About"]
     page.screenshot(path=shots / "home.png", full_page=True)
 
     _open(page, "Upload")
