@@ -91,7 +91,8 @@ STRONG = AugmentConfig(
 # cross-validated on two folds it did not help (model card), so no shipped model uses it.
 LOWRES = replace(ROBUST, blur_sigma=1.5)
 # ROBUST plus dropping one modality in a quarter of the slices, for the four-modality model whose
-# weak site (2013, soft T1) suggests it leans on one modality too much.
+# weak site (2013, soft T1) suggests it leans on one modality; cross-validated, it moved the means
+# by less than a retraining does (model card), so no shipped model uses it.
 MODDROP = replace(ROBUST, modality_dropout=0.25)
 PRESETS: dict[str, AugmentConfig] = {
     "none": NO_AUGMENT,
