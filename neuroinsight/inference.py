@@ -33,6 +33,7 @@ import numpy as np
 from numpy.typing import NDArray
 from scipy import ndimage
 
+from neuroinsight.augmentation import PRESETS as AUGMENT_PRESETS
 from neuroinsight.errors import InputError
 from neuroinsight.io import MODALITIES, Case
 from neuroinsight.preprocessing import (
@@ -214,6 +215,8 @@ class Segmenter:
         self.info = dict(info or {})
         # (network, its attention view, its input channels): one entry, or one per ensemble member
         self.members: list[tuple[object, object, slice | list[int]]] = [(model, self.with_attention, slice(None))]
+        # Trained with modality dropout: a missing modality becomes the blank channel it learned from.
+        self.blank_missing = trained_with_modality_dropout(self.info)
 
     @classmethod
     def from_path(cls, path: str | Path, *, precision: str = DEFAULT_PRECISION) -> Segmenter:
@@ -278,7 +281,7 @@ class Segmenter:
 
     def prepare(self, case: Case) -> PreparedVolume:
         """The case's network input, preprocessed as this model was trained."""
-        return prepare_volume(case.images, self.preprocess)
+        return prepare_volume(case.images, self.preprocess, blank_missing=self.blank_missing)
 
     def predict_slices(self, slices: NDArray[np.float32], *, attention: bool = False) -> list[NDArray[np.float32]]:
         """Forward ``(B, S, S, C)`` slices; returns ``[probs]`` or ``[probs, alpha_1, ...]``.
@@ -400,6 +403,12 @@ def choose_model(models_dir: Path, modalities: tuple[str, ...]) -> Path:
         f"No model in {models_dir} can run on {', '.join(modalities)}: T1ce and FLAIR are needed. "
         "Add them, or check NEUROINSIGHT_MODELS."
     )
+
+
+def trained_with_modality_dropout(info: Mapping) -> bool:
+    """Whether the model's training JSON names an augmentation that blanked whole modalities."""
+    augment = AUGMENT_PRESETS.get(info.get("train", {}).get("augment", "none"))
+    return augment is not None and augment.modality_dropout > 0
 
 
 def read_model_info(path: str | Path) -> dict:

@@ -347,7 +347,9 @@ def _mean_std(total: float, squares: float, count: int) -> tuple[float, float]:
     return mean, (std if std > 0 else 1.0)
 
 
-def prepare_volume(images: Mapping[str, NDArray], config: PreprocessConfig) -> PreparedVolume:
+def prepare_volume(
+    images: Mapping[str, NDArray], config: PreprocessConfig, *, blank_missing: bool = False
+) -> PreparedVolume:
     """Normalise, crop and resize a case's modalities into network slices.
 
     The result equals z-scoring each volume (:func:`zscore`), cropping it and resizing
@@ -362,12 +364,15 @@ def prepare_volume(images: Mapping[str, NDArray], config: PreprocessConfig) -> P
         images: Canonical ``(X, Y, Z)`` volumes by modality name; must contain
             every modality in ``config.modalities``.
         config: The pipeline settings.
+        blank_missing: Give a modality that ``images`` lacks an all-zero channel (the brain's
+            z-scored mean) instead of refusing the case: only for a model trained with modality
+            dropout, which saw such channels (:data:`neuroinsight.augmentation.MODDROP`).
 
     Returns:
         A :class:`PreparedVolume` with ``channels`` of shape ``(C, Z, S, S)``.
     """
     missing = [m for m in config.modalities if m not in images]
-    if missing:
+    if missing and (not blank_missing or len(missing) == len(config.modalities)):
         raise InputError(f"This model needs {', '.join(config.modalities)}; missing {', '.join(missing)}.")
     with ThreadPoolExecutor(max_workers=2) as pool:
         brain = brain_mask(images, pool)
@@ -381,7 +386,8 @@ def prepare_volume(images: Mapping[str, NDArray], config: PreprocessConfig) -> P
         channels = np.zeros((len(config.modalities), brain.shape[2], *dsize), dtype=np.float32)
         n_brain = np.count_nonzero(brain)
 
-        volumes = [images[name] for name in config.modalities]
+        # (channel, volume) of the modalities present; a missing one's channel stays 0
+        volumes = [(c, images[name]) for c, name in enumerate(config.modalities) if name in images]
         inside_mask = brain if by_brain else np.ones(brain.shape, dtype=bool)
         inside = np.zeros((brain.shape[2], *dsize), dtype=np.float32)
 
@@ -390,10 +396,10 @@ def prepare_volume(images: Mapping[str, NDArray], config: PreprocessConfig) -> P
 
         def fill(planes: NDArray[np.intp]) -> NDArray[np.float64]:
             """Resize planes ``planes`` of ``inside`` and every channel; returns per-channel (sum, sum of squares)."""
-            sums = np.zeros((len(volumes), 2))
+            sums = np.zeros((len(config.modalities), 2))
             for z in planes:
                 inside[z] = resized(box.crop(inside_mask[:, :, z], np.float32))
-                for c, volume in enumerate(volumes):
+                for c, volume in volumes:
                     plane = box.crop(volume[:, :, z], np.float32)
                     if by_brain:
                         # Interpolated scans ring slightly below 0 at the brain edge: clip, but count as brain.
@@ -402,11 +408,10 @@ def prepare_volume(images: Mapping[str, NDArray], config: PreprocessConfig) -> P
                     channels[c, z] = resized(plane)
             return sums
 
-        def normalise(c: int) -> None:
+        def normalise(c: int, volume: NDArray) -> None:
             if by_brain:
                 mean, std = _mean_std(*sums[c], n_brain)
             else:
-                volume = volumes[c]
                 squares = float(np.einsum("ijk,ijk->", volume, volume, dtype=np.float64))
                 mean, std = _mean_std(float(volume.sum(dtype=np.float64)), squares, volume.size)
             flat = channels[c].reshape(-1, config.image_size)  # 2-D, as OpenCV's arithmetic wants
@@ -414,7 +419,7 @@ def prepare_volume(images: Mapping[str, NDArray], config: PreprocessConfig) -> P
 
         # Split by planes, not by modality: two equal halves keep both threads busy to the end.
         sums = sum(pool.map(fill, np.array_split(todo, 2)))
-        list(pool.map(normalise, range(len(volumes))))
+        list(pool.map(lambda item: normalise(*item), volumes))
     return PreparedVolume(
         channels=channels,
         has_brain=has_brain,

@@ -173,8 +173,12 @@ def upload_limit_mb() -> int:
     return int(st.get_option("server.maxUploadSize"))
 
 
-def page_header(title: str, icon: str) -> None:
-    """Page config, sidebar menu, title and the one-line disclaimer every page carries."""
+def page_header(title: str, icon: str | None = None) -> None:
+    """Page config, sidebar menu, title and the one-line disclaimer every page carries.
+
+    ``icon`` defaults to the page's icon in :data:`MENU` (the entry labelled ``title``).
+    """
+    icon = icon or next(menu_icon for _, label, menu_icon in MENU if label == title)
     st.set_page_config(page_title=f"{title} · NeuroInsight", page_icon=icon, layout="wide")
     with st.sidebar:
         for path, label, menu_icon in MENU:

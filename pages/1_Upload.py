@@ -7,7 +7,7 @@ import streamlit as st
 from neuroinsight import io, ui
 from neuroinsight.grading import CAVEAT
 
-ui.page_header("Upload", ":material/upload:")
+ui.page_header("Upload")
 tta = st.toggle(
     "Test-time augmentation: average with the mirrored scan (better tumor core and enhancing tumor in "
     "cross-validation, about twice the network time; adds an uncertainty map)",

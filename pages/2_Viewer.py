@@ -6,7 +6,7 @@ import streamlit as st
 
 from neuroinsight import ui, viz
 
-ui.page_header("Viewer", ":material/visibility:")
+ui.page_header("Viewer")
 result = ui.require_result()
 case, seg = result.case, result.segmentation
 

@@ -10,7 +10,7 @@ from neuroinsight.errors import InputError
 from neuroinsight.inference import seen_patient_note
 from neuroinsight.pipeline import evaluate_folder, rows_to_csv, seen_cases
 
-ui.page_header("Metrics", ":material/analytics:")
+ui.page_header("Metrics")
 result = ui.current_result()
 
 st.subheader("Current case")

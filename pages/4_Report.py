@@ -8,7 +8,7 @@ from neuroinsight import io, ui
 from neuroinsight.pipeline import rows_to_csv, score_rows
 from neuroinsight.report import build_pdf, page_previews
 
-ui.page_header("Report", ":material/description:")
+ui.page_header("Report")
 result = ui.require_result()
 case, seg = result.case, result.segmentation
 

@@ -20,7 +20,7 @@ def show(images: list, columns: int = 5) -> None:
             column.image(rgb, caption=caption, width="stretch")
 
 
-ui.page_header("Learn", ":material/school:")
+ui.page_header("Learn")
 result = ui.current_result()
 case = result.case if result is not None else ui.demo_case()
 labels = case.label if case.label is not None else (result.segmentation.labels if result else None)

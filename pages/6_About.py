@@ -6,7 +6,7 @@ import streamlit as st
 
 from neuroinsight import __version__, ui
 
-ui.page_header("About", ":material/info:")
+ui.page_header("About")
 st.markdown(
     f"""
 **NeuroInsight {__version__}** is an open tool for exploring brain-tumor segmentation on MRI. It reproduces the

@@ -11,7 +11,14 @@ import pytest
 from neuroinsight import io
 from neuroinsight import preprocessing as pp
 from neuroinsight.errors import InputError
-from neuroinsight.inference import PostprocessConfig, Segmenter, choose_model, choose_models, postprocess
+from neuroinsight.inference import (
+    PostprocessConfig,
+    Segmenter,
+    choose_model,
+    choose_models,
+    postprocess,
+    trained_with_modality_dropout,
+)
 from tests.conftest import REPO, ras_copy, small_case
 
 
@@ -105,6 +112,26 @@ def test_model_choice_follows_modalities(tmp_path):
     assert choose_model(tmp_path, ("t1", "t1ce", "flair")).name == "attention_unet.keras"
     with pytest.raises(InputError):
         choose_model(tmp_path, ("t1", "t2"))
+
+
+def test_only_a_model_trained_with_modality_dropout_runs_without_a_modality(tiny_models_dir):
+    import dataclasses
+
+    segmenter = Segmenter.from_path(tiny_models_dir / "attention_unet_4mod.keras", precision="float32")
+    case = small_case(seed=2)
+    no_t2 = dataclasses.replace(case, images={m: v for m, v in case.images.items() if m != "t2"})
+    assert not segmenter.blank_missing  # its JSON names no training augmentation
+    with pytest.raises(InputError, match="missing t2"):
+        segmenter.segment(no_t2)
+    segmenter.info["train"] = {"augment": "moddrop"}
+    assert trained_with_modality_dropout(segmenter.info)
+    assert not trained_with_modality_dropout({"train": {"augment": "robust"}})
+    blanked = Segmenter(segmenter.model, segmenter.preprocess, name="moddrop", info=segmenter.info)
+    labels = blanked.segment(no_t2, attention=False).labels
+    assert labels.shape == case.shape
+    # The blank channel is the brain's z-scored mean: the same as a T2 that is 0 everywhere.
+    zero_t2 = dataclasses.replace(case, images={**no_t2.images, "t2": np.zeros_like(case.images["t2"])})
+    np.testing.assert_array_equal(labels, segmenter.segment(zero_t2, attention=False).labels)
 
 
 @pytest.mark.parametrize(("name", "channels"), [("attention_unet.keras", 2), ("attention_unet_4mod.keras", 4)])

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from neuroinsight import preprocessing as pp
+from neuroinsight.errors import InputError
 from tests.conftest import small_case
 
 
@@ -106,6 +107,24 @@ def test_batch_is_the_channels_stacked_last():
     np.testing.assert_array_equal(prepared.batch(np.arange(6), out=strided), prepared.slices[:6])
 
 
+@pytest.mark.parametrize("missing", ["t1", "flair"])
+def test_blank_missing_gives_a_missing_modality_a_zero_channel(missing):
+    config = pp.PreprocessConfig(modalities=("t1", "t1ce", "t2", "flair"))
+    images = small_case(seed=3).images
+    full = pp.prepare_volume(images, config)
+    partial = {m: v for m, v in images.items() if m != missing}
+    with pytest.raises(InputError, match=f"missing {missing}"):
+        pp.prepare_volume(partial, config)
+    blanked = pp.prepare_volume(partial, config, blank_missing=True)
+    gone = config.modalities.index(missing)
+    assert not blanked.channels[gone].any()
+    # The phantom's modalities share one brain mask, so the rest is prepared exactly as before.
+    kept = [c for c in range(4) if c != gone]
+    np.testing.assert_array_equal(blanked.channels[kept], full.channels[kept])
+    with pytest.raises(InputError):
+        pp.prepare_volume({"t2": images["t2"]}, pp.PreprocessConfig(modalities=("t1",)), blank_missing=True)
+
+
 def test_context_stacks_each_modalitys_neighbouring_slices():
     config = pp.PreprocessConfig(context=1)
     prepared = pp.prepare_volume(small_case(seed=3).images, config)
@@ -126,7 +145,7 @@ def test_context_stacks_each_modalitys_neighbouring_slices():
     assert config.channel_indices(("flair",)) == [3, 4, 5]
     assert pp.DEFAULT_PREPROCESS.channel_indices(("flair", "t1ce")) == [1, 0]
     assert pp.PreprocessConfig.from_dict(config.to_dict()) == config
-    with pytest.raises(pp.InputError, match="context"):
+    with pytest.raises(InputError, match="context"):
         pp.PreprocessConfig(context=-1)
 
 

@@ -1,0 +1,83 @@
+"""Segment held-out patients with one modality missing, using the four-modality fold models.
+
+A model trained with modality dropout (``--augment moddrop``) saw slices in which one modality
+was blanked to 0, the brain's z-scored mean; :class:`~neuroinsight.inference.Segmenter` gives such
+a model that blank channel for a modality the upload lacks. This measures what that costs: each
+cross-validation fold model segments its own test patients with all four modalities and with
+each one left out in turn (flip TTA, the default decoding and post-processing), in native space.
+
+    PYTHONPATH=. python bench/robustness/missing_modality.py \\
+        runs/crossval/four+moddrop+val0_fold{0,1,2,3}.keras \\
+        --out bench/robustness/missing_modality_moddrop.csv
+
+A model trained without modality dropout, for comparison (``--force-blank``; the shipped one saw
+every patient, so this is on its own training patients, an upper bound):
+
+    PYTHONPATH=. python bench/robustness/missing_modality.py models/attention_unet_4mod.keras \
+        --force-blank --cases Brats18_CBICA_AQN_1 Brats18_TCIA01_425_1 Brats18_2013_11_1 Brats18_TCIA02_135_1 \
+        --out bench/robustness/missing_modality_shipped_seen.csv
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import dataclasses
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from neuroinsight import io
+from neuroinsight.config import resolve_settings
+from neuroinsight.inference import DEFAULT_POSTPROCESS, Segmenter
+from neuroinsight.metrics import score_case
+from neuroinsight.pipeline import rows_to_csv, score_rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("models", nargs="+", type=Path, help="fold models; each JSON names its test patients")
+    parser.add_argument("--data", type=Path, default=resolve_settings().data_dir, help="BraTS data")
+    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--force-blank", action="store_true", help="blank missing modalities for any model")
+    parser.add_argument(
+        "--cases", nargs="+", help="segment these patients instead of each model's test patients (e.g. its own)"
+    )
+    args = parser.parse_args()
+
+    folders = {p.name: p for p in io.list_cases(args.data)}
+    rows: list[dict[str, object]] = []
+    for path in args.models:
+        segmenter = Segmenter.from_path(path)
+        segmenter.blank_missing = segmenter.blank_missing or args.force_blank
+        for case_id in args.cases or segmenter.info["split"]["test"]:
+            case = io.load_case(folders[case_id])
+            for missing in ("none", *io.MODALITIES):
+                images = {m: v for m, v in case.images.items() if m != missing}
+                result = segmenter.segment(
+                    dataclasses.replace(case, images=images), tta=True, attention=False, post=DEFAULT_POSTPROCESS
+                )
+                scores = score_case(result.labels, case.label, spacing_mm=case.spacing_mm)
+                for row in score_rows(case_id, scores, path.name):
+                    row.update({"fold": segmenter.info.get("fold"), "missing": missing})
+                    rows.append(row)
+                wt = scores["WT"].dice
+                print(f"{path.name} {case_id} missing={missing}: WT {wt:.3f} ET {scores['ET'].dice:.3f}", flush=True)
+        args.out.write_text(rows_to_csv(rows))
+    summarise(rows)
+
+
+def summarise(rows: list[dict[str, object]]) -> None:
+    """Mean and standard deviation of Dice per missing modality and region, on stdout."""
+    table: dict[tuple[str, str], list[float]] = {}
+    for row in rows:
+        table.setdefault((str(row["missing"]), str(row["region"])), []).append(float(str(row["dice"])))
+    writer = csv.writer(sys.stdout)
+    writer.writerow(["missing", "region", "n", "mean_dice", "sd_dice"])
+    for (missing, region), values in sorted(table.items()):
+        writer.writerow([missing, region, len(values), f"{np.mean(values):.3f}", f"{np.std(values, ddof=1):.3f}"])
+
+
+if __name__ == "__main__":
+    main()
