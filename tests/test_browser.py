@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO
+from tests.conftest import DATA_DIR, REPO, requires_real_data
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 pytestmark = [
@@ -165,3 +165,53 @@ def test_demo_case_through_every_page(server, browser, tmp_path):
         _no_exception(page)
         page.screenshot(path=shots / f"{name.lower()}.png", full_page=True)
     assert len(list(shots.glob("*.png"))) == 7
+
+
+def _choose_files(page, uploader: int, files: list[Path], total: int | None = None) -> None:
+    """Add files to a file uploader; wait until it lists ``total`` (default: these) and each is sent."""
+    total = total or len(files)
+    page.locator("[data-testid='stFileUploaderDropzoneInput']").nth(uploader).set_input_files(files)
+    chips = page.locator("[data-testid='stFileUploader']").nth(uploader).locator("[data-testid='stFileChip']")
+    page.wait_for_function(
+        "([uploader, n]) => { const u = document.querySelectorAll(\"[data-testid='stFileUploader']\")[uploader];"
+        " return u.querySelectorAll(\"[data-testid='stFileChip']\").length === n &&"
+        " !u.querySelector(\"[data-testid='stFileChipIconSpinner']\"); }",
+        arg=[uploader, total],
+        timeout=60_000,
+    )
+    assert chips.count() == total
+
+
+@requires_real_data
+def test_real_patient_uploaded_through_the_file_picker(server, browser, tmp_path):
+    """The main path of a user: NIfTI files from disk, first an incomplete set, then the whole case."""
+    case_dir = DATA_DIR / "Brats18_CBICA_AQN_1"
+    scans = sorted(p for p in case_dir.glob("*.nii.gz") if not p.name.endswith("_seg.nii.gz"))
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    page.goto(server)
+    _settle(page)
+    _open(page, "Upload")
+    page.locator("[data-testid='stFileUploaderDropzoneInput']").nth(1).wait_for(state="attached", timeout=60_000)
+
+    t1ce = [p for p in scans if p.name.endswith("_t1ce.nii.gz")]
+    _choose_files(page, 0, t1ce)
+    page.get_by_role("button", name="Load and segment").click()
+    page.get_by_text("Missing FLAIR").wait_for(timeout=60_000)
+    _no_exception(page)
+
+    # As a user would: add the other three to the file already chosen.
+    _choose_files(page, 0, [p for p in scans if p not in t1ce], total=4)
+    _choose_files(page, 1, [case_dir / "Brats18_CBICA_AQN_1_seg.nii.gz"])
+    page.get_by_role("button", name="Load and segment").click()
+    page.get_by_text("Segmented Brats18_CBICA_AQN_1").wait_for(timeout=300_000)
+    _settle(page)
+    _no_exception(page)
+    # All four modalities: the four-modality model ran, and the page says so.
+    assert "attention_unet_4mod.keras" in page.locator("p", has_text="Current case Brats18_CBICA_AQN_1").inner_text()
+    page.screenshot(path=tmp_path / "upload_real.png", full_page=True)
+
+    _open(page, "Metrics")
+    page.get_by_text("was one of this model's training patients").wait_for(timeout=60_000)
+    cells = page.locator("[data-testid='stDataFrame']").nth(1)
+    cells.wait_for(timeout=60_000)
+    _no_exception(page)
