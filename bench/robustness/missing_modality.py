@@ -23,13 +23,16 @@ from __future__ import annotations
 import argparse
 import csv
 import dataclasses
+import re
 import sys
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
 
 from neuroinsight import io
 from neuroinsight.config import resolve_settings
+from neuroinsight.crossval import read_rows
 from neuroinsight.inference import DEFAULT_POSTPROCESS, Segmenter
 from neuroinsight.metrics import score_case
 from neuroinsight.pipeline import rows_to_csv, score_rows
@@ -37,14 +40,21 @@ from neuroinsight.pipeline import rows_to_csv, score_rows
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("models", nargs="+", type=Path, help="fold models; each JSON names its test patients")
+    parser.add_argument("models", nargs="*", type=Path, help="fold models; each JSON names its test patients")
     parser.add_argument("--data", type=Path, default=resolve_settings().data_dir, help="BraTS data")
-    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--out", type=Path, help="CSV of one row per model, patient, missing modality, region")
     parser.add_argument("--force-blank", action="store_true", help="blank missing modalities for any model")
     parser.add_argument(
         "--cases", nargs="+", help="segment these patients instead of each model's test patients (e.g. its own)"
     )
+    parser.add_argument("--summary", nargs="+", type=Path, help="only summarise these CSVs of earlier runs")
     args = parser.parse_args()
+    if args.summary:
+        rows = read_rows(args.summary)
+        summarise([r for r in rows if not args.cases or r["case"] in args.cases])
+        return
+    if not args.models or args.out is None:
+        parser.error("give fold models and --out (or --summary CSV)")
 
     folders = {p.name: p for p in io.list_cases(args.data)}
     rows: list[dict[str, object]] = []
@@ -68,15 +78,19 @@ def main() -> None:
     summarise(rows)
 
 
-def summarise(rows: list[dict[str, object]]) -> None:
-    """Mean and standard deviation of Dice per missing modality and region, on stdout."""
-    table: dict[tuple[str, str], list[float]] = {}
+def summarise(rows: Sequence[Mapping[str, object]]) -> None:
+    """Dice (mean and standard deviation) and mean HD95 per recipe, missing modality and region, on stdout."""
+    table: dict[tuple[str, str, str], list[tuple[float, float]]] = {}
     for row in rows:
-        table.setdefault((str(row["missing"]), str(row["region"])), []).append(float(str(row["dice"])))
+        recipe = re.sub(r"_fold\d+\.keras$", "", str(row["model"]))
+        key = (recipe, str(row["missing"]), str(row["region"]))
+        table.setdefault(key, []).append((float(str(row["dice"])), float(str(row["hd95_mm"]))))
     writer = csv.writer(sys.stdout)
-    writer.writerow(["missing", "region", "n", "mean_dice", "sd_dice"])
-    for (missing, region), values in sorted(table.items()):
-        writer.writerow([missing, region, len(values), f"{np.mean(values):.3f}", f"{np.std(values, ddof=1):.3f}"])
+    writer.writerow(["recipe", "missing", "region", "patients", "dice_mean", "dice_sd", "hd95_mm_mean"])
+    for (recipe, missing, region), values in sorted(table.items()):
+        dice, hd95 = np.array(values).T
+        sd = np.std(dice, ddof=1) if len(dice) > 1 else float("nan")
+        writer.writerow([recipe, missing, region, len(dice), f"{dice.mean():.3f}", f"{sd:.3f}", f"{hd95.mean():.1f}"])
 
 
 if __name__ == "__main__":
