@@ -10,12 +10,11 @@ each one left out in turn (flip TTA, the default decoding and post-processing), 
         runs/crossval/four+moddrop+val0_fold{0,1,2,3}.keras \\
         --out bench/robustness/missing_modality_moddrop.csv
 
-A model trained without modality dropout, for comparison (``--force-blank``; the shipped one saw
-every patient, so this is on its own training patients, an upper bound):
+Fold models trained without modality dropout, for comparison (``--force-blank`` gives them the
+blank channel too):
 
-    PYTHONPATH=. python bench/robustness/missing_modality.py models/attention_unet_4mod.keras \
-        --force-blank --cases Brats18_CBICA_AQN_1 Brats18_TCIA01_425_1 Brats18_2013_11_1 Brats18_TCIA02_135_1 \
-        --out bench/robustness/missing_modality_shipped_seen.csv
+    PYTHONPATH=. python bench/robustness/missing_modality.py --force-blank \\
+        runs/crossval/four+robust+val0_fold{0,1}.keras --out bench/robustness/missing_modality_robust_folds01.csv
 """
 
 from __future__ import annotations
