@@ -362,7 +362,7 @@ def prepare_volume(
 
     Args:
         images: Canonical ``(X, Y, Z)`` volumes by modality name; must contain
-            every modality in ``config.modalities``.
+            every modality in ``config.modalities`` unless ``blank_missing``.
         config: The pipeline settings.
         blank_missing: Give a modality that ``images`` lacks an all-zero channel (the brain's
             z-scored mean) instead of refusing the case: only for a model trained with modality

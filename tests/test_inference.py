@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 
 import nibabel as nib
 import numpy as np
@@ -115,8 +116,6 @@ def test_model_choice_follows_modalities(tmp_path):
 
 
 def test_only_a_model_trained_with_modality_dropout_runs_without_a_modality(tiny_models_dir):
-    import dataclasses
-
     segmenter = Segmenter.from_path(tiny_models_dir / "attention_unet_4mod.keras", precision="float32")
     case = small_case(seed=2)
     no_t2 = dataclasses.replace(case, images={m: v for m, v in case.images.items() if m != "t2"})

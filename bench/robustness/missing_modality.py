@@ -20,21 +20,18 @@ blank channel too):
 from __future__ import annotations
 
 import argparse
-import csv
 import dataclasses
-import re
-import sys
-from collections.abc import Mapping, Sequence
 from pathlib import Path
-
-import numpy as np
 
 from neuroinsight import io
 from neuroinsight.config import resolve_settings
-from neuroinsight.crossval import read_rows
+from neuroinsight.crossval import read_rows, summary_table
 from neuroinsight.inference import DEFAULT_POSTPROCESS, Segmenter
 from neuroinsight.metrics import score_case
 from neuroinsight.pipeline import rows_to_csv, score_rows
+
+#: One table line per recipe and missing modality.
+GROUP_BY = ("preset", "missing")
 
 
 def main() -> None:
@@ -49,8 +46,8 @@ def main() -> None:
     parser.add_argument("--summary", nargs="+", type=Path, help="only summarise these CSVs of earlier runs")
     args = parser.parse_args()
     if args.summary:
-        rows = read_rows(args.summary)
-        summarise([r for r in rows if not args.cases or r["case"] in args.cases])
+        rows = [r for r in read_rows(args.summary) if not args.cases or r["case"] in args.cases]
+        print(summary_table(rows, group_by=GROUP_BY))
         return
     if not args.models or args.out is None:
         parser.error("give fold models and --out (or --summary CSV)")
@@ -60,6 +57,7 @@ def main() -> None:
     for path in args.models:
         segmenter = Segmenter.from_path(path)
         segmenter.blank_missing = segmenter.blank_missing or args.force_blank
+        recipe = segmenter.info.get("preset", path.stem)  # crossval names its fold models' recipe
         for case_id in args.cases or segmenter.info["split"]["test"]:
             case = io.load_case(folders[case_id])
             for missing in ("none", *io.MODALITIES):
@@ -69,27 +67,12 @@ def main() -> None:
                 )
                 scores = score_case(result.labels, case.label, spacing_mm=case.spacing_mm)
                 for row in score_rows(case_id, scores, path.name):
-                    row.update({"fold": segmenter.info.get("fold"), "missing": missing})
+                    row.update({"preset": recipe, "fold": segmenter.info.get("fold"), "missing": missing})
                     rows.append(row)
                 wt = scores["WT"].dice
                 print(f"{path.name} {case_id} missing={missing}: WT {wt:.3f} ET {scores['ET'].dice:.3f}", flush=True)
-        args.out.write_text(rows_to_csv(rows))
-    summarise(rows)
-
-
-def summarise(rows: Sequence[Mapping[str, object]]) -> None:
-    """Dice (mean and standard deviation) and mean HD95 per recipe, missing modality and region, on stdout."""
-    table: dict[tuple[str, str, str], list[tuple[float, float]]] = {}
-    for row in rows:
-        recipe = re.sub(r"_fold\d+\.keras$", "", str(row["model"]))
-        key = (recipe, str(row["missing"]), str(row["region"]))
-        table.setdefault(key, []).append((float(str(row["dice"])), float(str(row["hd95_mm"]))))
-    writer = csv.writer(sys.stdout)
-    writer.writerow(["recipe", "missing", "region", "patients", "dice_mean", "dice_sd", "hd95_mm_mean"])
-    for (recipe, missing, region), values in sorted(table.items()):
-        dice, hd95 = np.array(values).T
-        sd = np.std(dice, ddof=1) if len(dice) > 1 else float("nan")
-        writer.writerow([recipe, missing, region, len(dice), f"{dice.mean():.3f}", f"{sd:.3f}", f"{hd95.mean():.1f}"])
+        args.out.write_text(rows_to_csv(rows, extra_columns=["preset"]))
+    print(summary_table(rows, group_by=GROUP_BY))
 
 
 if __name__ == "__main__":
