@@ -42,15 +42,14 @@ if runs:
                 "time (UTC)": r.created_utc,
                 "case": r.case_id,
                 "model": r.model,
-                "WT cm³": round(r.volumes_ml.get("WT", 0.0), 2),
-                "TC cm³": round(r.volumes_ml.get("TC", 0.0), 2),
-                "ET cm³": round(r.volumes_ml.get("ET", 0.0), 2),
-                "P(HGG)": None if r.hgg_probability is None else round(r.hgg_probability, 2),
-                "Dice WT": None if not r.dice else round(r.dice["WT"], 3),
+                # A run without T1ce stored only its whole tumor: its TC and ET stay empty.
+                **{f"{k} cm³": r.volumes_ml.get(k) for k in ("WT", "TC", "ET")},
+                "P(HGG)": r.hgg_probability,
+                "Dice WT": r.dice["WT"] if r.dice else None,
             }
             for r in runs
         ]
-    )
+    ).round({"WT cm³": 2, "TC cm³": 2, "ET cm³": 2, "P(HGG)": 2, "Dice WT": 3})
     st.dataframe(table, hide_index=True, width="stretch")
 else:
     st.caption("No analyses yet. They appear here after the first segmentation.")

@@ -251,7 +251,11 @@ def _segmenter_factory(args: argparse.Namespace):
             return load(args.model)
         paths = choose_models(settings.models_dir, case.modalities, ensemble=args.ensemble)
         if args.ensemble and len(paths) == 1:
-            print(f"note: {case.case_id} lacks T1 or T2, so --ensemble ran {paths[0].name} alone", file=sys.stderr)
+            print(
+                f"note: --ensemble needs all four modalities; {case.case_id} has {', '.join(case.modalities)}, "
+                f"so --ensemble ran {paths[0].name} alone",
+                file=sys.stderr,
+            )
         return Segmenter.ensemble([load(path) for path in paths])
 
     return segmenter_for
@@ -319,7 +323,8 @@ def _run_segment(args: argparse.Namespace) -> int:
     tta_note = ", flip TTA" if seg.uncertainty is not None else ""
     print(f"case {case.case_id}: model {seg.model_name} ({'+'.join(seg.modalities)}){tta_note}, {seg.seconds:.1f} s")
     for region, volume in result.volumes_ml.items():
-        print(f"  {region:<4} {volume:9.2f} cm3")
+        caveat = "" if result.is_reliable(region) else "  (unreliable without T1ce)"
+        print(f"  {region:<4} {volume:9.2f} cm3{caveat}")
     if result.hgg_probability is not None:
         print(f"  P(HGG) {result.hgg_probability:.2f}  ({CAVEAT})")
     if result.scores:

@@ -197,11 +197,6 @@ def _key(row: Mapping[str, object], columns: Sequence[str]) -> tuple[str, ...]:
     return tuple(str(row.get(column) or _MISSING.get(column, "")) for column in columns)
 
 
-def _variant(row: Mapping[str, object]) -> tuple[str, ...]:
-    """``(preset, tta, post)`` of a row."""
-    return _key(row, VARIANT_COLUMNS)
-
-
 def _markdown(header: Sequence[str], lines: Iterable[Sequence[str]]) -> str:
     rows = [header, ["---"] * len(header), *lines]
     return "\n".join("| " + " | ".join(cells) + " |" for cells in rows)
@@ -259,25 +254,29 @@ def training_sites(split: Mapping[str, Sequence[str]]) -> str:
     return " ".join(sorted({site_of(c) for c in (*split["train"], *split["val"])}))
 
 
-def _rows_of(rows: Sequence[Mapping[str, object]], variant: tuple[str, str, str]) -> list[Mapping[str, object]]:
-    chosen = [r for r in rows if _variant(r) == variant]
+def _rows_of(
+    rows: Sequence[Mapping[str, object]], variant: Sequence[str], columns: Sequence[str] = VARIANT_COLUMNS
+) -> list[Mapping[str, object]]:
+    chosen = [r for r in rows if _key(r, columns) == tuple(variant)]
     if not chosen:
-        raise InputError(f"No rows for preset/tta/post {'/'.join(variant)}.")
+        raise InputError(f"No rows for {'/'.join(columns)} {'/'.join(variant)}.")
     return chosen
 
 
-def variant_summary(rows: Sequence[Mapping[str, object]], variant: tuple[str, str, str]) -> dict[str, object]:
-    """Mean and sample SD of Dice, and mean HD95, per region for one (preset, tta, post) variant.
+def variant_summary(
+    rows: Sequence[Mapping[str, object]], variant: Sequence[str], columns: Sequence[str] = VARIANT_COLUMNS
+) -> dict[str, object]:
+    """Mean and sample SD of Dice, and mean HD95, per region for one variant (by default (preset, tta, post)).
 
-    The form stored as ``crossval`` in a model's JSON (``crossval-table --record``).
+    The form stored as ``crossval`` in a model's JSON (``crossval-table --record``); with
+    ``columns=("preset", "missing")`` the one stored as ``without_t1ce``
+    (``bench/robustness/missing_modality.py --record``).
     """
-    chosen = _rows_of(rows, variant)
+    chosen = _rows_of(rows, variant, columns)
     summary = summarise(chosen)
     regions = ("WT", "TC", "ET")
     return {
-        "preset": variant[0],
-        "tta": variant[1],
-        "post": variant[2],
+        **dict(zip(columns, variant, strict=True)),
         "folds": len({str(r["fold"]) for r in chosen}),
         "patients": len({str(r["case"]) for r in chosen}),
         "dice": {r: round(summary[r]["dice"]["mean"], 4) for r in regions},

@@ -35,7 +35,7 @@ from scipy import ndimage
 
 from neuroinsight.augmentation import PRESETS as AUGMENT_PRESETS
 from neuroinsight.errors import InputError
-from neuroinsight.io import MODALITIES, Case
+from neuroinsight.io import MODALITIES, NO_CONTRAST_MODALITIES, Case
 from neuroinsight.preprocessing import (
     DECODINGS,
     HALF,
@@ -52,11 +52,15 @@ from neuroinsight.preprocessing import (
 
 logger = logging.getLogger(__name__)
 
-#: Shipped models, most capable first: (file name, modalities it needs).
+#: Shipped models, most capable first: (file name, modalities it needs). They may form an ensemble.
 SHIPPED_MODELS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("attention_unet_4mod.keras", MODALITIES),
     ("attention_unet.keras", ("t1ce", "flair")),
 )
+#: The fallback for a scan without contrast agent, used only when no shipped model above can run.
+#: Trained with modality dropout, it gets a blank T1ce channel; under cross-validation its whole
+#: tumor stayed as good as with T1ce, its core and enhancing tumor did not (``without_t1ce`` in its JSON).
+NO_CONTRAST_MODEL: tuple[str, tuple[str, ...]] = ("attention_unet_nocontrast.keras", NO_CONTRAST_MODALITIES)
 DEFAULT_PRECISION = "mixed_bfloat16"
 BATCH_SLICES = 16
 
@@ -117,7 +121,10 @@ class Segmentation:
         brain: bool ``(X, Y, Z)`` brain mask.
         uncertainty: float16 ``(X, Y, Z)`` in [0, 1] with test-time augmentation, else None.
         model_name: File name of the model that ran.
-        modalities: Input channels the model used.
+        modalities: The case's modalities the model read.
+        blanked: Channels the model was given blank because the case lacks them (see
+            :func:`trained_with_modality_dropout`); with ``t1ce`` among them only the whole tumor
+            is reliable.
         seconds: Wall time of :meth:`Segmenter.segment`.
         post: The decoding and clean-ups that produced :attr:`labels`.
     """
@@ -132,6 +139,12 @@ class Segmentation:
     attention: dict[int, NDArray[np.float16]] = field(default_factory=dict, repr=False)
     prepared: PreparedVolume | None = field(default=None, repr=False)
     post: PostprocessConfig = NO_POSTPROCESS
+    blanked: tuple[str, ...] = ()
+
+    @property
+    def without_contrast(self) -> bool:
+        """True when T1ce was missing: the core and enhancing tumor are then unreliable."""
+        return "t1ce" in self.blanked
 
     @property
     def network_probabilities(self) -> NDArray[np.float32]:
@@ -372,7 +385,8 @@ class Segmenter:
             batch_probabilities=batch_probabilities,
             brain=prepared.brain,
             model_name=self.name,
-            modalities=self.preprocess.modalities,
+            modalities=tuple(m for m in self.preprocess.modalities if m in case.images),
+            blanked=tuple(m for m in self.preprocess.modalities if m not in case.images),
             seconds=time.perf_counter() - started,
             uncertainty=full_uncertainty,
             attention=gates,
@@ -382,26 +396,36 @@ class Segmenter:
 
 
 def available_models(models_dir: Path) -> list[tuple[Path, tuple[str, ...]]]:
-    """Shipped models present in ``models_dir`` with the modalities each needs."""
-    return [(models_dir / name, mods) for name, mods in SHIPPED_MODELS if (models_dir / name).exists()]
+    """Shipped models present in ``models_dir`` with the modalities each needs, the no-contrast one last."""
+    every = (*SHIPPED_MODELS, NO_CONTRAST_MODEL)
+    return [(models_dir / name, mods) for name, mods in every if (models_dir / name).exists()]
 
 
 def choose_models(models_dir: Path, modalities: tuple[str, ...], *, ensemble: bool = False) -> list[Path]:
-    """:func:`choose_model`'s model; with ``ensemble`` every shipped model the case can feed (most capable first)."""
+    """:func:`choose_model`'s model; with ``ensemble`` every shipped model the case can feed (most capable first).
+
+    The no-contrast model never joins an ensemble: it is only measured alone, without T1ce.
+    """
     if not ensemble:
         return [choose_model(models_dir, modalities)]
-    paths = [path for path, needs in available_models(models_dir) if all(m in modalities for m in needs)]
+    members = {name for name, _ in SHIPPED_MODELS}
+    paths = [
+        path
+        for path, needs in available_models(models_dir)
+        if path.name in members and all(m in modalities for m in needs)
+    ]
     return paths or [choose_model(models_dir, modalities)]  # none fits: choose_model says why
 
 
 def choose_model(models_dir: Path, modalities: tuple[str, ...]) -> Path:
-    """The four-modality model when all four are present, else the two-channel (T1ce + FLAIR) one."""
+    """The four-modality model when all four are present, else the two-channel (T1ce + FLAIR) one;
+    without T1ce, the no-contrast model when T1, T2 and FLAIR are present."""
     for path, needs in available_models(models_dir):
         if all(m in modalities for m in needs):
             return path
     raise InputError(
-        f"No model in {models_dir} can run on {', '.join(modalities)}: T1ce and FLAIR are needed. "
-        "Add them, or check NEUROINSIGHT_MODELS."
+        f"No model in {models_dir} can run on {', '.join(modalities)}: T1ce and FLAIR are needed "
+        f"(or T1, T2 and FLAIR with {NO_CONTRAST_MODEL[0]}). Add them, or check NEUROINSIGHT_MODELS."
     )
 
 
@@ -450,6 +474,24 @@ def seen_patient_note(info: Mapping, case_id: str) -> str:
     )
 
 
+def _crossval_text(cv: Mapping, condition: str = "") -> str:
+    """ "mean Dice in K-fold cross-validation of its recipe (N patients) WT m ± sd, ..." for one JSON entry."""
+    cells = ", ".join(f"{r} {cv['dice'][r]:.2f} \u00b1 {cv['dice_sd'][r]:.2f}" for r in ("WT", "TC", "ET"))
+    patients = f"({cv['patients']} patients)" + (f" {condition}" if condition else "")
+    return f"mean Dice in {cv['folds']}-fold cross-validation of its recipe {patients} {cells}"
+
+
+def no_contrast_note(info: Mapping) -> str:
+    """What a segmentation without T1ce can be trusted for, with the accuracy measured for it."""
+    measured = info.get("without_t1ce")
+    accuracy = f" Its {_crossval_text(measured, 'without T1ce')}." if measured else ""
+    return (
+        "No T1ce (contrast-enhanced T1) was given, so the model ran with that channel blank: only the whole "
+        "tumor outline is reliable; the necrotic core, the enhancing tumor and the tumor core are not, and "
+        f"the grade is not estimated (both need contrast).{accuracy}"
+    )
+
+
 def accuracy_text(info: Mapping) -> str:
     """The measured accuracy recorded in a model's JSON, as one sentence for users.
 
@@ -457,12 +499,10 @@ def accuracy_text(info: Mapping) -> str:
     held-out test patients (``test_metrics``) are too few to stand alone.
     """
     parts = []
-    cv = info.get("crossval")
-    if cv:
-        cells = ", ".join(f"{r} {cv['dice'][r]:.2f} \u00b1 {cv['dice_sd'][r]:.2f}" for r in ("WT", "TC", "ET"))
-        parts.append(
-            f"mean Dice in {cv['folds']}-fold cross-validation of its recipe ({cv['patients']} patients) {cells}"
-        )
+    if info.get("crossval"):
+        parts.append(_crossval_text(info["crossval"]))
+    if info.get("without_t1ce"):  # the no-contrast model: how the app runs it
+        parts.append(_crossval_text(info["without_t1ce"], "without T1ce"))
     tested = info.get("test_metrics", {})
     split = info.get("split", {})
     if tested.get("dice"):

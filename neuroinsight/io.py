@@ -13,7 +13,9 @@ Conventions (the rest of the package relies on them):
   ``{0, 1, 2, 3}`` (enhancing tumor as 3; recognised by the 2023 file names
   ``t1n/t1c/t2w/t2f``) are converted at this boundary and nowhere else.
 * **Modalities.** ``MODALITIES`` fixes the order ``t1, t1ce, t2, flair``;
-  T1ce and FLAIR are required, T1 and T2 optional.
+  T1ce and FLAIR are required, T1 and T2 optional. Without contrast (no T1ce),
+  T1, T2 and FLAIR together are accepted: a model trained with modality dropout
+  outlines the whole tumor from them (:func:`missing_modalities`).
 
 Validation happens before voxel data is read: file size, content type by
 magic bytes, header shape and data type. Every failure raises
@@ -43,6 +45,8 @@ from neuroinsight.errors import InputError
 
 MODALITIES: tuple[str, ...] = ("t1", "t1ce", "t2", "flair")
 REQUIRED_MODALITIES: tuple[str, ...] = ("t1ce", "flair")
+#: A scan without contrast agent has no T1ce; these three then stand in (whole tumor only).
+NO_CONTRAST_MODALITIES: tuple[str, ...] = ("t1", "t2", "flair")
 BRATS_LABELS: tuple[int, ...] = (0, 1, 2, 4)
 #: Medical Segmentation Decathlon Task01 order of the 4-D image and its labels.
 MSD_MODALITY_ORDER: tuple[str, ...] = ("flair", "t1", "t1ce", "t2")
@@ -422,6 +426,18 @@ def load_case(path: str | Path, *, label_path: str | Path | None = None, case_id
     )
 
 
+def missing_modalities(present: Iterable[str]) -> list[str]:
+    """The required modalities ``present`` lacks (empty when a shipped model can run on it).
+
+    T1ce and FLAIR are required, except that T1 + T2 + FLAIR (a scan without contrast agent)
+    is accepted too, for a whole-tumor outline.
+    """
+    present = set(present)
+    if all(m in present for m in NO_CONTRAST_MODALITIES):
+        return []
+    return [m for m in REQUIRED_MODALITIES if m not in present]
+
+
 def load_files(paths: Iterable[Path], *, case_id: str | None = None, label_path: Path | None = None) -> Case:
     """Load a case from individual modality files (names decide the modality).
 
@@ -453,26 +469,29 @@ def load_files(paths: Iterable[Path], *, case_id: str | None = None, label_path:
             f"Cannot tell the modality of {names}. Name files <case>_t1, _t1ce, _t2, _flair "
             "(or t1n/t1c/t2w/t2f) and _seg for ground truth."
         )
-    missing = [m for m in REQUIRED_MODALITIES if m not in assigned]
+    missing = missing_modalities(image_keys)
     if missing:
         raise InputError(
             f"Missing {' and '.join(m.upper() for m in missing)}: T1ce and FLAIR are required to segment "
             f"(got {', '.join(sorted(image_keys)) or 'none'}). Add the missing file(s)."
+            + (" Without contrast, T1 + T2 + FLAIR give the whole tumor only." if missing == ["t1ce"] else "")
         )
     headers = {key: check_nifti_file(p) for key, p in assigned.items()}
-    reference_key = "t1ce"
+    # Every file is checked against one reference grid: T1ce's, or FLAIR's in a set without contrast.
+    reference_key = "t1ce" if "t1ce" in headers else "flair"
+    reference_name = {"t1ce": "T1ce", "flair": "FLAIR"}[reference_key]
     ref = headers[reference_key]
     ref_shape = ref.shape[:3]
     for key, image in headers.items():
         if image.shape[:3] != ref_shape:
             raise InputError(
-                f"{assigned[key].name}: shape {image.shape[:3]} differs from T1ce's {ref_shape}. "
+                f"{assigned[key].name}: shape {image.shape[:3]} differs from {reference_name}'s {ref_shape}. "
                 "All modalities (and the label map) must be co-registered on one grid; resample them first."
             )
         if not np.allclose(image.affine, ref.affine, atol=AFFINE_TOLERANCE_MM):
             raise InputError(
-                f"{assigned[key].name}: its affine (position/orientation in space) differs from T1ce's by more "
-                f"than {AFFINE_TOLERANCE_MM} mm. Co-register the modalities before uploading."
+                f"{assigned[key].name}: its affine (position/orientation in space) differs from {reference_name}'s "
+                f"by more than {AFFINE_TOLERANCE_MM} mm. Co-register the modalities before uploading."
             )
     source_affine = np.asarray(ref.affine, dtype=np.float64)
     brats2023 = any(_last_token(assigned[k].name) in BRATS2023_TOKENS for k in image_keys)

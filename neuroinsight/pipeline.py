@@ -14,7 +14,14 @@ from pathlib import Path
 
 from neuroinsight import io
 from neuroinsight.grading import GradeModel, grade_features
-from neuroinsight.inference import DEFAULT_POSTPROCESS, PostprocessConfig, Segmentation, Segmenter, training_role
+from neuroinsight.inference import (
+    DEFAULT_POSTPROCESS,
+    PostprocessConfig,
+    Segmentation,
+    Segmenter,
+    no_contrast_note,
+    training_role,
+)
 from neuroinsight.metrics import METRIC_NAMES, RegionScores, region_volumes_ml, score_case
 from neuroinsight.preprocessing import skull_strip_warning
 
@@ -50,6 +57,10 @@ class CaseResult:
             self._windows[modality] = viz.intensity_window(self.case.images[modality])
         return self._windows[modality]
 
+    def is_reliable(self, region: str) -> bool:
+        """Whether a volume (NCR, ED, ET, WT, TC) can be trusted: without T1ce only the whole tumor."""
+        return region == "WT" or not self.segmentation.without_contrast
+
     @property
     def tumor_found(self) -> bool:
         """True when any voxel is labelled tumor."""
@@ -73,12 +84,14 @@ def analyse_case(
     segmentation = segmenter.segment(case, tta=tta, attention=attention, post=post, progress=progress)
     volumes = region_volumes_ml(segmentation.labels, case.spacing_mm)
     probability = None
-    if grader is not None and volumes["WT"] > 0:
+    # The grade's features read enhancement on T1ce (grading.grade_features): without it there is no grade.
+    if grader is not None and volumes["WT"] > 0 and "t1ce" in case.images:
         probability = grader.predict_proba(grade_features(segmentation.labels, case.images, case.spacing_mm))
     scores = None
     if case.label is not None:
         scores = score_case(segmentation.labels, case.label, spacing_mm=case.spacing_mm)
-    warning = skull_strip_warning(segmentation.prepared.brain, case.voxel_volume_ml)
+    warnings = [no_contrast_note(segmenter.info)] if segmentation.without_contrast else []
+    warnings += filter(None, [skull_strip_warning(segmentation.prepared.brain, case.voxel_volume_ml)])
     return CaseResult(
         case,
         segmentation,
@@ -86,7 +99,7 @@ def analyse_case(
         probability,
         scores,
         model_info=segmenter.info,
-        warnings=[warning] if warning else [],
+        warnings=warnings,
     )
 
 

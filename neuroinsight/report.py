@@ -147,10 +147,16 @@ def build_pdf(
     with pdf.table(col_widths=(110, 40), text_align=("LEFT", "RIGHT"), first_row_as_headings=True) as table:
         table.row(["Region", "Volume (cm\u00b3)"])
         for key, name in _VOLUME_NAMES.items():
-            table.row([name, f"{result.volumes_ml[key]:.2f} cm\u00b3"])
+            caveat = "" if result.is_reliable(key) else " (unreliable without T1ce)"
+            table.row([name + caveat, f"{result.volumes_ml[key]:.2f} cm\u00b3"])
     pdf.ln(2)
     if result.hgg_probability is None:
-        reason = "no tumor was segmented" if not result.tumor_found else "no grade classifier is installed"
+        if not result.tumor_found:
+            reason = "no tumor was segmented"
+        elif "t1ce" not in case.images:
+            reason = "it needs T1ce"
+        else:
+            reason = "no grade classifier is installed"
         grade_text = f"Grade: not estimated ({reason})."
     else:
         auc = grade_evaluation.get("auc")
@@ -164,7 +170,7 @@ def build_pdf(
 
     pdf.heading("Images at the slice of largest tumor area")
     labels = seg.labels
-    for modality in ("flair", "t1ce"):
+    for modality in ("flair", "t1ce" if "t1ce" in case.images else "t2"):
         row = []
         for plane in viz.PLANES:
             index = viz.largest_tumor_slice(labels, plane)
@@ -230,12 +236,13 @@ def build_pdf(
         if members
         else ""
     )
+    blank_note = f" ({', '.join(seg.blanked)} missing: given as a blank channel)" if seg.blanked else ""
     n_val = len(model_info.get("val_cases", []))
     validated = f" (and {n_val} more for validation)" if n_val else ""
     pdf.paragraph(
         "2-D Attention-UNet (Oktay et al. 2018) applied slice by slice on axial slices: encoder 32\u219264\u2192128, "
         "bottleneck 256, additive attention gates on every skip connection, 4-class softmax. "
-        f"{ensemble_note}Input: {', '.join(pre.get('modalities', seg.modalities))}, z-scored over "
+        f"{ensemble_note}Input: {', '.join(pre.get('modalities', seg.modalities))}{blank_note}, z-scored over "
         f"{'brain voxels' if pre.get('normalization', 'brain') == 'brain' else 'the whole volume'}, resized to "
         f"{size}\u00d7{size}; probabilities resized back to the scan's own grid{tta_note}; {decoding}. "
         f"Trained on {len(model_info.get('train_cases', [])) or 'the shared'} BraTS 2018 cases{validated}. "

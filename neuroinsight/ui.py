@@ -139,7 +139,7 @@ def _record(result: CaseResult) -> None:
     record = history.RunRecord(
         case_id=result.case.case_id,
         model=result.segmentation.model_name,
-        volumes_ml=result.volumes_ml,
+        volumes_ml={k: v for k, v in result.volumes_ml.items() if result.is_reliable(k)},  # never store a guess
         hgg_probability=result.hgg_probability,
         dice=dice,
         seconds=result.segmentation.seconds,
@@ -149,6 +149,12 @@ def _record(result: CaseResult) -> None:
     except OSError as err:  # history is a convenience; never lose a result over it
         logger.warning("history not written: %s", err)
         st.warning(f"The analysis history could not be written ({err}).")
+
+
+def show_warnings(result: CaseResult) -> None:
+    """The result's warnings (input unlike the training data, no contrast), one box each."""
+    for warning in result.warnings:
+        st.warning(warning, icon=":material/warning:")
 
 
 def load_safely(loader: Callable[[], io.Case]) -> io.Case | None:

@@ -33,7 +33,8 @@ with tab_upload:
         "Upload **one file per modality** named like `<case>_t1.nii.gz`, `_t1ce`, `_t2`, `_flair` "
         "(BraTS 2023 names `t1n`, `t1c`, `t2w`, `t2f` work too), **or one .zip** of a case folder, **or one 4-D** "
         "Decathlon NIfTI (FLAIR, T1w, T1gd, T2w). T1ce and FLAIR are required; with all four, the four-modality "
-        f"model runs. Limit {ui.upload_limit_mb()} MB per file."
+        "model runs. A scan without contrast (T1, T2 and FLAIR, no T1ce) gets the whole tumor only. "
+        f"Limit {ui.upload_limit_mb()} MB per file."
     )
     with st.form("upload", clear_on_submit=False):
         scans = st.file_uploader("Scans", type=["nii", "gz", "zip"], accept_multiple_files=True)
@@ -79,11 +80,11 @@ if result is not None:
         f"{seg.seconds:.1f} s · shape {result.case.shape} · spacing "
         f"{' x '.join(f'{s:.3g}' for s in result.case.spacing_mm)} mm"
     )
-    for warning in result.warnings:
-        st.warning(warning, icon=":material/warning:")
+    ui.show_warnings(result)
     cols = st.columns(5)
     for col, (name, volume) in zip(cols, result.volumes_ml.items(), strict=True):
-        col.metric(f"{name} (cm³)", f"{volume:.2f}")
+        reliable = result.is_reliable(name)
+        col.metric(f"{name} (cm³)" + ("" if reliable else " · unreliable"), f"{volume:.2f}")
     if result.hgg_probability is not None:
         st.metric("Probability of high-grade glioma", f"{result.hgg_probability:.0%}")
         st.caption(CAVEAT)

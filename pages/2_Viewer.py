@@ -9,6 +9,7 @@ from neuroinsight import ui, viz
 ui.page_header("Viewer")
 result = ui.require_result()
 case, seg = result.case, result.segmentation
+ui.show_warnings(result)
 
 controls, view = st.columns([1, 3])
 with controls:

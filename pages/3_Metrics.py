@@ -20,6 +20,7 @@ if result is None:
 else:
     case, seg = result.case, result.segmentation
     st.markdown(f"**{case.case_id}** · model `{seg.model_name}`")
+    ui.show_warnings(result)
     volumes = pd.DataFrame({"region": list(result.volumes_ml), "predicted (cm³)": list(result.volumes_ml.values())})
     if case.label is not None:
         volumes["ground truth (cm³)"] = list(metrics.region_volumes_ml(case.label, case.spacing_mm).values())

@@ -74,8 +74,14 @@ def phantom_data_dir(tmp_path_factory) -> Path:
     return root
 
 
-def save_tiny_model(path: Path, modalities: tuple[str, ...] = ("t1ce", "flair"), *, seed: int = 0) -> Path:
-    """A tiny untrained Attention-UNet (filters 4/8/16, 32x32 input) saved with its sidecar."""
+#: The made-up measurement in the tiny no-contrast model's JSON (tiny_models_dir).
+NO_CONTRAST_DICE = {"WT": 0.87, "TC": 0.49, "ET": 0.14}
+
+
+def save_tiny_model(
+    path: Path, modalities: tuple[str, ...] = ("t1ce", "flair"), *, seed: int = 0, info: dict | None = None
+) -> Path:
+    """A tiny untrained Attention-UNet (filters 4/8/16, 32x32 input) saved with its sidecar (plus ``info``)."""
     import json
 
     import keras
@@ -86,8 +92,9 @@ def save_tiny_model(path: Path, modalities: tuple[str, ...] = ("t1ce", "flair"),
     keras.utils.set_random_seed(seed)
     config = ModelConfig(input_channels=len(modalities), image_size=32, filters=(4, 8, 16), bottleneck=32)
     build_attention_unet(config).save(path)
-    info = {"model": config.to_dict(), "preprocess": PreprocessConfig(image_size=32, modalities=modalities).to_dict()}
-    path.with_suffix(".json").write_text(json.dumps(info))
+    preprocess = PreprocessConfig(image_size=32, modalities=modalities)
+    sidecar = {"model": config.to_dict(), "preprocess": preprocess.to_dict()}
+    path.with_suffix(".json").write_text(json.dumps({**sidecar, **(info or {})}))
     return path
 
 
@@ -99,10 +106,21 @@ def tiny_model_path(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_models_dir(tmp_path_factory) -> Path:
-    """A models folder like the shipped one: tiny untrained two-channel and four-modality models."""
+    """A models folder like the shipped one: tiny untrained two-channel, four-modality and no-contrast models.
+
+    The no-contrast model's JSON says it trained with modality dropout and carries a made-up
+    ``without_t1ce`` measurement, so the text built from it can be checked.
+    """
     folder = tmp_path_factory.mktemp("shipped")
     save_tiny_model(folder / "attention_unet.keras", seed=1)
     save_tiny_model(folder / "attention_unet_4mod.keras", io.MODALITIES, seed=2)
+    measured = {"folds": 4, "patients": 12, "dice": NO_CONTRAST_DICE, "dice_sd": {"WT": 0.05, "TC": 0.2, "ET": 0.2}}
+    save_tiny_model(
+        folder / "attention_unet_nocontrast.keras",
+        io.MODALITIES,
+        seed=3,
+        info={"train": {"augment": "moddrop"}, "without_t1ce": measured},
+    )
     return folder
 
 

@@ -10,6 +10,11 @@ each one left out in turn (flip TTA, the default decoding and post-processing), 
         runs/crossval/four+moddrop+val0_fold{0,1,2,3}.keras \\
         --out bench/robustness/missing_modality_moddrop.csv
 
+Store the result without T1ce in the no-contrast model's JSON (the app shows it and warns with it):
+
+    PYTHONPATH=. python bench/robustness/missing_modality.py \
+        --summary bench/robustness/missing_modality_moddrop.csv --record models/attention_unet_nocontrast.keras
+
 Fold models trained without modality dropout, for comparison (``--force-blank`` gives them the
 blank channel too):
 
@@ -21,12 +26,13 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import sys
 from pathlib import Path
 
 from neuroinsight import io
 from neuroinsight.config import resolve_settings
-from neuroinsight.crossval import read_rows, summary_table
-from neuroinsight.inference import DEFAULT_POSTPROCESS, Segmenter
+from neuroinsight.crossval import read_rows, summary_table, variant_summary
+from neuroinsight.inference import DEFAULT_POSTPROCESS, Segmenter, update_model_info
 from neuroinsight.metrics import score_case
 from neuroinsight.pipeline import rows_to_csv, score_rows
 
@@ -44,10 +50,21 @@ def main() -> None:
         "--cases", nargs="+", help="segment these patients instead of each model's test patients (e.g. its own)"
     )
     parser.add_argument("--summary", nargs="+", type=Path, help="only summarise these CSVs of earlier runs")
+    parser.add_argument(
+        "--record", type=Path, metavar="MODEL", help="with --summary: store the result without T1ce in MODEL's JSON"
+    )
     args = parser.parse_args()
     if args.summary:
         rows = [r for r in read_rows(args.summary) if not args.cases or r["case"] in args.cases]
         print(summary_table(rows, group_by=GROUP_BY))
+        if args.record:
+            recipes = sorted({r["preset"] for r in rows})
+            if len(recipes) != 1:
+                parser.error(f"--record needs the rows of one recipe, got {', '.join(recipes)}")
+            summary = variant_summary(rows, (recipes[0], "t1ce"), columns=GROUP_BY)
+            summary["command"] = " ".join(["python", *sys.argv])
+            update_model_info(args.record, "without_t1ce", summary)
+            print(f"Recorded in {args.record.with_suffix('.json')}")
         return
     if not args.models or args.out is None:
         parser.error("give fold models and --out (or --summary CSV)")

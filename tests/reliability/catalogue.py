@@ -96,10 +96,11 @@ def _dicom_bytes() -> bytes:
     return b"\0" * 128 + b"DICM" + b"\x02\x00\x00\x00UL\x04\x00" + b"\0" * 200
 
 
-def _drop(modality: str) -> Callable[[Path], list[Path]]:
+def _drop(*modalities: str) -> Callable[[Path], list[Path]]:
     def build(root: Path) -> list[Path]:
         paths = _folder(root)
-        paths.pop(modality).unlink()
+        for modality in modalities:
+            paths.pop(modality).unlink()
         return list(paths.values())
 
     return build
@@ -262,7 +263,8 @@ CATALOGUE: list[Hostile] = [
         "not supported",
     ),
     Hostile("missing FLAIR", _drop("flair"), "error", "Missing FLAIR"),
-    Hostile("missing T1ce", _drop("t1ce"), "error", "Missing T1CE"),
+    # Without T1ce alone the case is accepted (T1 + T2 + FLAIR, whole tumor only: test_no_contrast.py).
+    Hostile("missing T1ce and T2", _drop("t1ce", "t2"), "error", "Missing T1CE"),
     Hostile("a modality given twice", _twice, "error", "given twice"),
     Hostile("label value 3", _label_values(3), "error", r"label values \[3\]"),
     Hostile("label value 5", _label_values(5), "error", r"label values \[5\]"),
