@@ -475,7 +475,7 @@ def seen_patient_note(info: Mapping, case_id: str) -> str:
 
 
 def _crossval_text(cv: Mapping, condition: str = "") -> str:
-    """ "mean Dice in K-fold cross-validation of its recipe (N patients) WT m ± sd, ..." for one JSON entry."""
+    """One cross-validation entry of a model's JSON as words: mean Dice ± SD per region, folds, patients."""
     cells = ", ".join(f"{r} {cv['dice'][r]:.2f} \u00b1 {cv['dice_sd'][r]:.2f}" for r in ("WT", "TC", "ET"))
     patients = f"({cv['patients']} patients)" + (f" {condition}" if condition else "")
     return f"mean Dice in {cv['folds']}-fold cross-validation of its recipe {patients} {cells}"
@@ -484,7 +484,7 @@ def _crossval_text(cv: Mapping, condition: str = "") -> str:
 def no_contrast_note(info: Mapping) -> str:
     """What a segmentation without T1ce can be trusted for, with the accuracy measured for it."""
     measured = info.get("without_t1ce")
-    accuracy = f" Its {_crossval_text(measured, 'without T1ce')}." if measured else ""
+    accuracy = f" Measured: {_crossval_text(measured, 'without T1ce')}." if measured else ""
     return (
         "No T1ce (contrast-enhanced T1) was given, so the model ran with that channel blank: only the whole "
         "tumor outline is reliable; the necrotic core, the enhancing tumor and the tumor core are not, and "

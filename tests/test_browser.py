@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from neuroinsight import history
+from neuroinsight.config import resolve_settings
 from tests.conftest import DATA_DIR, REPO, requires_real_data
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
@@ -29,9 +31,15 @@ def _free_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory):
+def server_home(tmp_path_factory) -> Path:
+    """The app server's NEUROINSIGHT_HOME (its history database lives there)."""
+    return tmp_path_factory.mktemp("browser-home")
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory, server_home):
     port = _free_port()
-    env = {**os.environ, "NEUROINSIGHT_HOME": str(tmp_path_factory.mktemp("browser-home"))}
+    env = {**os.environ, "NEUROINSIGHT_HOME": str(server_home)}
     log = tmp_path_factory.mktemp("server") / "streamlit.log"
     with log.open("w") as out:
         proc = subprocess.Popen(
@@ -183,31 +191,48 @@ def _choose_files(page, uploader: int, files: list[Path], total: int | None = No
 
 
 @requires_real_data
-def test_real_patient_uploaded_through_the_file_picker(server, browser, tmp_path):
-    """The main path of a user: NIfTI files from disk, first an incomplete set, then the whole case."""
+def test_real_patient_uploaded_through_the_file_picker(server, server_home, browser, tmp_path):
+    """The main path of a user: NIfTI files from disk, first an incomplete set, then a scan without
+    contrast (T1, T2, FLAIR), then the whole case."""
     case_dir = DATA_DIR / "Brats18_CBICA_AQN_1"
-    scans = sorted(p for p in case_dir.glob("*.nii.gz") if not p.name.endswith("_seg.nii.gz"))
+    scans = {m: case_dir / f"Brats18_CBICA_AQN_1_{m}.nii.gz" for m in ("flair", "t1", "t2", "t1ce")}
     page = browser.new_page(viewport={"width": 1400, "height": 1000})
     page.goto(server)
     _settle(page)
     _open(page, "Upload")
     page.locator("[data-testid='stFileUploaderDropzoneInput']").nth(1).wait_for(state="attached", timeout=60_000)
+    current = page.locator("p", has_text="Current case Brats18_CBICA_AQN_1")
 
-    t1ce = [p for p in scans if p.name.endswith("_t1ce.nii.gz")]
-    _choose_files(page, 0, t1ce)
+    _choose_files(page, 0, [scans["flair"]])
     page.get_by_role("button", name="Load and segment").click()
-    page.get_by_text("Missing FLAIR").wait_for(timeout=60_000)
+    page.get_by_text("Missing T1CE").wait_for(timeout=60_000)
+    page.get_by_text("Without contrast, T1 + T2 + FLAIR give the whole tumor only").wait_for(timeout=10_000)
     _no_exception(page)
 
-    # As a user would: add the other three to the file already chosen.
-    _choose_files(page, 0, [p for p in scans if p not in t1ce], total=4)
-    _choose_files(page, 1, [case_dir / "Brats18_CBICA_AQN_1_seg.nii.gz"])
+    # As a user would: add files to those already chosen. T1 and T2 make a scan without contrast.
+    _choose_files(page, 0, [scans["t1"], scans["t2"]], total=3)
     page.get_by_role("button", name="Load and segment").click()
-    page.get_by_text("Segmented Brats18_CBICA_AQN_1").wait_for(timeout=300_000)
+    current.filter(has_text="attention_unet_nocontrast.keras").wait_for(timeout=300_000)
     _settle(page)
     _no_exception(page)
+    page.get_by_text("No T1ce (contrast-enhanced T1) was given").wait_for(timeout=10_000)
+    labels = page.locator("[data-testid='stMetricLabel']").all_inner_texts()
+    expected = [f"{r} (cm³)" + ("" if r == "WT" else " · unreliable") for r in ("NCR", "ED", "ET", "WT", "TC")]
+    assert labels[:5] == expected
+    assert page.get_by_text("Probability of high-grade glioma").count() == 0
+    runs = history.list_runs(resolve_settings(home=server_home).db_path)
+    assert [r.model for r in runs] == ["attention_unet_nocontrast.keras"]
+    assert set(runs[0].volumes_ml) == {"WT"} and runs[0].hgg_probability is None
+    page.screenshot(path=tmp_path / "upload_no_contrast.png", full_page=True)
+
+    _choose_files(page, 0, [scans["t1ce"]], total=4)
+    _choose_files(page, 1, [case_dir / "Brats18_CBICA_AQN_1_seg.nii.gz"])
+    page.get_by_role("button", name="Load and segment").click()
     # All four modalities: the four-modality model ran, and the page says so.
-    assert "attention_unet_4mod.keras" in page.locator("p", has_text="Current case Brats18_CBICA_AQN_1").inner_text()
+    current.filter(has_text="attention_unet_4mod.keras").wait_for(timeout=300_000)
+    _settle(page)
+    _no_exception(page)
+    assert page.get_by_text("No T1ce (contrast-enhanced T1) was given").count() == 0
     page.screenshot(path=tmp_path / "upload_real.png", full_page=True)
 
     _open(page, "Metrics")

@@ -133,8 +133,15 @@ def test_only_a_model_trained_with_modality_dropout_runs_without_a_modality(tiny
     np.testing.assert_array_equal(labels, segmenter.segment(zero_t2, attention=False).labels)
 
 
-@pytest.mark.parametrize(("name", "channels"), [("attention_unet.keras", 2), ("attention_unet_4mod.keras", 4)])
-def test_shipped_models_load_in_safe_mode(name, channels):
+@pytest.mark.parametrize(
+    ("name", "channels", "chosen_for"),
+    [
+        ("attention_unet.keras", 2, ("t1ce", "flair")),
+        ("attention_unet_4mod.keras", 4, io.MODALITIES),
+        ("attention_unet_nocontrast.keras", 4, io.NO_CONTRAST_MODALITIES),
+    ],
+)
+def test_shipped_models_load_in_safe_mode(name, channels, chosen_for):
     from neuroinsight.inference import read_model_info
     from neuroinsight.model import load_model
 
@@ -143,7 +150,10 @@ def test_shipped_models_load_in_safe_mode(name, channels):
     assert model.input_shape == (None, 128, 128, channels)
     info = read_model_info(path)
     assert len(info["preprocess"]["modalities"]) == channels
-    assert choose_model(REPO / "models", tuple(info["preprocess"]["modalities"])) == path
+    assert choose_model(REPO / "models", chosen_for) == path
+    if name == "attention_unet_nocontrast.keras":  # it can run without T1ce, and its accuracy there is recorded
+        assert trained_with_modality_dropout(info)
+        assert info["without_t1ce"]["patients"] == 12 and info["without_t1ce"]["missing"] == "t1ce"
 
 
 @pytest.fixture(scope="module")

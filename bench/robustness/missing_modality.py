@@ -62,7 +62,7 @@ def main() -> None:
             if len(recipes) != 1:
                 parser.error(f"--record needs the rows of one recipe, got {', '.join(recipes)}")
             summary = variant_summary(rows, (recipes[0], "t1ce"), columns=GROUP_BY)
-            summary["command"] = " ".join(["python", *sys.argv])
+            summary["command"] = " ".join(["PYTHONPATH=. python", *sys.argv])
             update_model_info(args.record, "without_t1ce", summary)
             print(f"Recorded in {args.record.with_suffix('.json')}")
         return
