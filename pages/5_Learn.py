@@ -36,7 +36,8 @@ st.subheader("1. Four MRI modalities per patient")
 st.markdown(
     "**T1** shows anatomy; **T1ce** (after gadolinium) makes the *enhancing rim* of an aggressive tumor bright; "
     "**T2** and **FLAIR** show water: *edema* around the tumor is bright, and FLAIR darkens the CSF so edema "
-    "stands out."
+    "stands out. Without contrast (no T1ce) a network can still outline the whole tumor from T1, T2 and FLAIR, "
+    "but not the enhancing tumor: only T1ce shows enhancement (the no-contrast model in the model card)."
 )
 show(viz.modality_panel(case, z, labels))
 

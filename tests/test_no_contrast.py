@@ -123,6 +123,8 @@ def test_report_without_t1ce_says_what_is_unreliable(no_contrast_result, tmp_pat
 
 def test_cli_segments_a_folder_without_t1ce(tiny_models_dir, tmp_path, capsys):
     folder = io.save_case(_without_t1ce(), tmp_path / "case")
+    assert main(["validate", str(folder)]) == 0
+    assert "no T1ce (no contrast): segmenting gives the whole tumor only" in capsys.readouterr().out
     out = tmp_path / "seg.nii.gz"
     args = ["--no-progress", "segment", str(folder), "--out", str(out), "--models-dir", str(tiny_models_dir)]
     assert main([*args, "--precision", "float32"]) == 0

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+import pandas as pd
 import pytest
 from streamlit.testing.v1 import AppTest
 
@@ -95,12 +96,26 @@ def test_home_lists_the_analysis_in_the_history(demo_session):
     assert "demo_case" in at.dataframe[0].value["case"].tolist()
 
 
+def test_home_leaves_empty_what_a_run_without_t1ce_did_not_store():
+    from neuroinsight import history
+    from neuroinsight.config import resolve_settings
+
+    record = history.RunRecord("no_contrast_case", "attention_unet_nocontrast.keras", volumes_ml={"WT": 31.5})
+    history.record_run(resolve_settings().db_path, record)  # the newest run: first in the table
+    at = page("app.py").run()
+    assert not at.exception
+    table = at.dataframe[0].value
+    row = table[table["case"] == "no_contrast_case"].iloc[0]
+    assert row["WT cm³"] == 31.5 and pd.isna(row["TC cm³"]) and pd.isna(row["ET cm³"]) and pd.isna(row["P(HGG)"])
+
+
 def test_home_states_each_models_measured_accuracy():
     at = page("app.py").run()
     lines = [m.value for m in at.markdown if m.value.startswith("- **attention_unet")]
-    assert len(lines) == 2  # the two shipped models
+    assert len(lines) == 3  # the three shipped models
     for line in lines:  # cross-validated, and the shipped models were then trained on every patient
-        assert "4-fold cross-validation of its recipe (12 patients) WT 0." in line
+        condition = " without T1ce" if "nocontrast" in line else ""  # how the app runs that one
+        assert f"4-fold cross-validation of its recipe (12 patients){condition} WT 0." in line
         assert "trained on all 12 patients, so none is left to test it on" in line
     (ensemble,) = [m.value for m in at.markdown if m.value.startswith("- **Ensemble**")]
     assert "cross-validation of its recipe (12 patients) WT 0." in ensemble and "bias field" in ensemble
