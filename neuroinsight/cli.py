@@ -313,6 +313,7 @@ def _run_segment(args: argparse.Namespace) -> int:
 
     from neuroinsight import io
     from neuroinsight.grading import CAVEAT
+    from neuroinsight.inference import seen_patient_note
 
     tta = args.tta or args.uncertainty is not None
     result, _ = _analyse_from_args(args, tta=tta, progress=_text_progress(not args.no_progress))
@@ -329,9 +330,11 @@ def _run_segment(args: argparse.Namespace) -> int:
         print(f"  {region:<4} {volume:9.2f} cm3{caveat}")
     if result.hgg_probability is not None:
         print(f"  P(HGG) {result.hgg_probability:.2f}  ({CAVEAT})")
+    warnings = list(result.warnings)
     if result.scores:
         print("  Dice " + " ".join(f"{r} {s.dice:.3f}" for r, s in result.scores.items()))
-    for warning in result.warnings:
+        warnings += filter(None, [seen_patient_note(result.model_info, case.case_id)])
+    for warning in warnings:
         print(f"warning: {warning}", file=sys.stderr)
     print(f"wrote {args.out}")
     return 0

@@ -117,6 +117,20 @@ def test_segment_warns_about_a_scan_that_is_not_skull_stripped(tiny_model_path, 
     assert out.exists()  # warned, not refused
 
 
+def test_segment_warns_when_the_model_trained_on_this_patient(phantom_dir, tmp_path, capsys):
+    from tests.conftest import save_tiny_model
+
+    model = save_tiny_model(tmp_path / "seen.keras", info={"train_cases": ["phantom_1"]})
+    out = tmp_path / "seg.nii.gz"
+    assert main(["--no-progress", "segment", str(phantom_dir), "--out", str(out), *tiny_model_args(model)]) == 0
+    captured = capsys.readouterr()
+    assert "Dice WT" in captured.out
+    assert "warning: phantom_1 was one of this model's training patients" in captured.err
+    unseen = save_tiny_model(tmp_path / "unseen.keras", info={"train_cases": ["someone_else"]})
+    assert main(["--no-progress", "segment", str(phantom_dir), "--out", str(out), *tiny_model_args(unseen)]) == 0
+    assert "training patients" not in capsys.readouterr().err
+
+
 def test_report_command_writes_a_pdf(phantom_dir, tiny_model_path, tmp_path):
     out = tmp_path / "r.pdf"
     code = main(
