@@ -63,7 +63,11 @@ st.markdown(
     "The seed z-scores each volume (mean 0, standard deviation 1), resizes slices to 128x128 and stacks T1ce and "
     "FLAIR as two channels; labels map 4 -> 3 and become 4 one-hot channels."
 )
-before, channels = viz.preprocessing_panel(case, z, SEED_PREPROCESS)
+seed_case = case
+if not all(m in case.images for m in SEED_PREPROCESS.modalities):
+    seed_case = ui.demo_case()
+    st.caption("This case has no T1ce, which the seed's generator reads: shown on the built-in demo case.")
+before, channels = viz.preprocessing_panel(seed_case, min(z, seed_case.shape[2] - 1), SEED_PREPROCESS)
 show(before, columns=4)
 if channels:
     show(channels, columns=4)

@@ -90,6 +90,20 @@ def test_upload_page_shows_the_input_warnings(demo_session):
     assert report.session_state["report_pdf"].startswith(b"%PDF")
 
 
+@pytest.mark.parametrize("name", [*PAGES, "pages/5_Learn.py"])
+def test_every_page_shows_a_result_without_t1ce(name, demo_session):
+    result = demo_session.session_state["result"]
+    case = replace(result.case, images={m: v for m, v in result.case.images.items() if m != "t1ce"})
+    at = page(name)
+    at.session_state["result"] = replace(
+        result, case=case, segmentation=replace(result.segmentation, blanked=("t1ce",)), warnings=["No T1ce."]
+    )
+    at.run()
+    assert not at.exception, at.exception
+    if name in ("pages/1_Upload.py", "pages/2_Viewer.py", "pages/3_Metrics.py"):
+        assert "No T1ce." in [w.value for w in at.warning]
+
+
 def test_home_lists_the_analysis_in_the_history(demo_session):
     at = page("app.py").run()
     assert not at.exception
