@@ -73,7 +73,7 @@ def _run_validate(args: argparse.Namespace) -> int:
         values, counts = np.unique(case.label, return_counts=True)
         listing = ", ".join(f"{int(v)}: {int(c)}" for v, c in zip(values, counts, strict=True))
         print(f"  labels       {listing} voxels")
-    if "t1ce" not in case.images:
+    if not case.has_contrast:
         print("  note         no T1ce (no contrast): segmenting gives the whole tumor only")
     return 0
 

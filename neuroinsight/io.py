@@ -112,6 +112,11 @@ class Case:
         return tuple(m for m in MODALITIES if m in self.images)
 
     @property
+    def has_contrast(self) -> bool:
+        """Whether the case has a contrast-enhanced T1: enhancing tumor, core and grade need it."""
+        return "t1ce" in self.images
+
+    @property
     def voxel_volume_ml(self) -> float:
         """Volume of one voxel in cm3 (= ml)."""
         return float(np.prod(self.spacing_mm)) / 1000.0

@@ -85,7 +85,7 @@ def analyse_case(
     volumes = region_volumes_ml(segmentation.labels, case.spacing_mm)
     probability = None
     # The grade's features read enhancement on T1ce (grading.grade_features): without it there is no grade.
-    if grader is not None and volumes["WT"] > 0 and "t1ce" in case.images:
+    if grader is not None and volumes["WT"] > 0 and case.has_contrast:
         probability = grader.predict_proba(grade_features(segmentation.labels, case.images, case.spacing_mm))
     scores = None
     if case.label is not None:

@@ -153,7 +153,7 @@ def build_pdf(
     if result.hgg_probability is None:
         if not result.tumor_found:
             reason = "no tumor was segmented"
-        elif "t1ce" not in case.images:
+        elif not case.has_contrast:
             reason = "it needs T1ce"
         else:
             reason = "no grade classifier is installed"
@@ -170,7 +170,7 @@ def build_pdf(
 
     pdf.heading("Images at the slice of largest tumor area")
     labels = seg.labels
-    for modality in ("flair", "t1ce" if "t1ce" in case.images else "t2"):
+    for modality in ("flair", "t1ce" if case.has_contrast else "t2"):
         row = []
         for plane in viz.PLANES:
             index = viz.largest_tumor_slice(labels, plane)
