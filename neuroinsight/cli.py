@@ -21,11 +21,12 @@ from neuroinsight.errors import InputError
 
 logger = logging.getLogger(__name__)
 
-#: ``training.LOSSES``, ``augmentation.PRESETS`` and ``preprocessing.DECODINGS``, spelled out so
+#: ``training.LOSSES``, ``augmentation.PRESETS``, ``preprocessing.DECODINGS`` and ``PLANE_AXES``, spelled out so
 #: that building the parser does not import Keras (tests/test_cli.py checks that they agree).
 LOSS_CHOICES = ("ce", "ce_dice", "ce_region_dice")
 AUGMENT_CHOICES = ("none", "flips", "robust", "strong", "lowres", "moddrop")
 DECODE_CHOICES = ("argmax", "regions")
+PLANE_CHOICES = ("axial", "coronal")
 
 
 def _settings(args: argparse.Namespace) -> Settings:
@@ -128,6 +129,7 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--augment", choices=AUGMENT_CHOICES, help="augmentation preset")
     p.add_argument("--context", type=int, help="2.5-D input: neighbouring slices per side (default 0)")
     p.add_argument("--image-size", type=int, help="side of the network input in pixels, a multiple of 8 (default 128)")
+    p.add_argument("--plane", choices=PLANE_CHOICES, help="slicing plane (default axial, as the seed)")
     p.add_argument("--seed", type=int, help="random seed (default 0)")
     p.add_argument("--patience", type=int, help="early-stopping patience in epochs (default 8)")
     p.add_argument(
@@ -166,7 +168,7 @@ def _run_train(args: argparse.Namespace) -> int:
         "steps_per_epoch": args.steps_per_epoch,
     }
     config = replace(config, **{k: v for k, v in overrides.items() if v is not None})
-    config = config.with_input(context=args.context, image_size=args.image_size)
+    config = config.with_input(context=args.context, image_size=args.image_size, plane=args.plane)
     grades = io.read_grades(settings.data_dir)
     folders = {p.name: p for p in io.list_cases(settings.data_dir)}
     if not grades:
@@ -514,6 +516,7 @@ def _add_crossval(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--train-seed", type=int, help="training seed on the folds of --seed (results P+seedN)")
     p.add_argument("--context", type=int, help="2.5-D: neighbouring slices per side as input (results P+ctxN)")
     p.add_argument("--image-size", type=int, help="network input side in pixels (results P+sN; default 128)")
+    p.add_argument("--plane", choices=PLANE_CHOICES, help="slicing plane (results P+coronal; default axial)")
     p.add_argument(
         "--n-val", type=int, default=1, help="validation patients per fold (default 1; 0 trains on all, results P+val0)"
     )
@@ -544,6 +547,7 @@ def _run_crossval(args: argparse.Namespace) -> int:
         n_val=args.n_val,
         context=args.context,
         image_size=args.image_size,
+        plane=args.plane,
         overrides=overrides,
         posts=POST_VARIANTS,
         precision=args.precision,

@@ -60,6 +60,7 @@ def run_crossval(
     n_val: int = 1,
     context: int | None = None,
     image_size: int | None = None,
+    plane: str | None = None,
     overrides: dict | None = None,
     posts: dict[str, PostprocessConfig] | None = None,
     precision: str = "mixed_bfloat16",
@@ -84,6 +85,7 @@ def run_crossval(
             train, which needs ``select="last"``; the recipe is then named ``...+val0``).
         context: Neighbouring slices per side as extra input channels (2.5-D; None: the preset's).
         image_size: Side of the network input in pixels (None: the preset's); recipe ``...+sN``.
+        plane: Slicing plane (None: the preset's axial); recipe ``...+coronal``.
         overrides: Fields replaced in every preset's ``TrainConfig`` (e.g. epochs).
         posts: Named post-processing variants scored on the same predictions.
         precision: Inference precision.
@@ -105,7 +107,7 @@ def run_crossval(
     for preset in presets:
         training_seed = seed if train_seed is None else train_seed
         config: TrainConfig = replace(PRESET_CONFIGS[preset], seed=training_seed, **(overrides or {}))
-        config = config.with_input(context=context, image_size=image_size)
+        config = config.with_input(context=context, image_size=image_size, plane=plane)
         recipe = recipe_name(preset, config)
         # Named from the argument, not the config: tests shrink the input through overrides.
         if image_size is not None and image_size != PRESET_CONFIGS[preset].preprocess.image_size:
@@ -165,7 +167,7 @@ def recipe_name(preset: str, config: TrainConfig) -> str:
     """``preset`` plus ``+value`` for each recipe-defining setting that differs from the preset.
 
     ``recipe_name("four", config with augment="robust")`` is ``"four+robust"`` (and a 2.5-D
-    input of one neighbour per side adds ``+ctx1``), so that
+    input of one neighbour per side adds ``+ctx1``, coronal slices ``+coronal``), so that
     ablations land beside the preset in the same tables and never overwrite its fold models.
     """
     from neuroinsight.training import PRESET_CONFIGS
@@ -174,6 +176,8 @@ def recipe_name(preset: str, config: TrainConfig) -> str:
     changed = [str(getattr(config, f)) for f in RECIPE_FIELDS if getattr(config, f) != getattr(base, f)]
     if config.preprocess.context != base.preprocess.context:
         changed.append(f"ctx{config.preprocess.context}")
+    if config.preprocess.plane != base.preprocess.plane:
+        changed.append(config.preprocess.plane)
     return "+".join([preset, *changed])
 
 

@@ -167,10 +167,11 @@ class Segmentation:
     def attention_slice(self, level: int, z: int) -> NDArray[np.float32]:
         """Attention coefficients of gate ``level`` (1 = finest) on axial slice ``z``, as ``(X, Y)``.
 
-        Returns zeros where the slice had no brain or attention was not recorded.
+        Returns zeros where the slice had no brain or attention was not recorded, and for a
+        model of another plane (its gates sit on its own slices).
         """
         prepared = self.prepared
-        if prepared is None or level not in self.attention:
+        if prepared is None or level not in self.attention or prepared.plane != "axial":
             return np.zeros(self.labels.shape[:2], dtype=np.float32)
         alpha = self.attention[level][z].astype(np.float32)
         box = prepared.box
@@ -342,7 +343,7 @@ class Segmenter:
         started = time.perf_counter()
         prepared = self.prepare(case)
         n_z, size = prepared.channels.shape[1:3]
-        labels = np.zeros(prepared.full_shape, dtype=np.uint8, order="F")  # see restore_labels
+        labels = np.zeros(case.shape, dtype=np.uint8, order="F")  # see restore_labels
         uncertainty = np.zeros((n_z, size, size), dtype=np.float32) if tta else None
         gates: dict[int, NDArray[np.float16]] = {}
         todo = np.nonzero(prepared.has_brain)[0]
@@ -379,11 +380,11 @@ class Segmenter:
         full_uncertainty = None
         if uncertainty is not None:
             restored = restore_probabilities(uncertainty[..., None], prepared)[..., 0]
-            full_uncertainty = np.where(prepared.brain, restored, 0).astype(np.float16)
+            full_uncertainty = np.where(prepared.canonical_brain, restored, 0).astype(np.float16)
         return Segmentation(
             labels=labels,
             batch_probabilities=batch_probabilities,
-            brain=prepared.brain,
+            brain=prepared.canonical_brain,
             model_name=self.name,
             modalities=tuple(m for m in self.preprocess.modalities if m in case.images),
             blanked=tuple(m for m in self.preprocess.modalities if m not in case.images),

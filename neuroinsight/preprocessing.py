@@ -5,6 +5,9 @@ network sees axial slices: ``prepare_volume`` returns ``(z, S, S, C)`` float32
 stacks, channels last in the order of ``PreprocessConfig.modalities``. With
 ``context`` k > 0 each modality contributes its slice and the k slices on either
 side (2.5-D input), so the network sees some of the tumor's extent in z.
+With ``plane="coronal"`` the volume is first resliced (:func:`to_plane`) so that
+the same steps read coronal slices instead: a model of another view, whose
+errors differ from an axial model's (multi-view ensembles).
 
 Two pipelines are provided as settings:
 
@@ -43,6 +46,24 @@ N_CLASSES = 4
 CLASS_TO_LABEL: tuple[int, ...] = (0, 1, 2, 4)
 
 
+#: Axis order that puts each slicing plane's normal last, where the pipeline slices. Both keep
+#: the left-right axis first, so the flips of augmentation and TTA stay left-right mirrors.
+#: Sagittal slices are left out: their in-plane flip would mirror front and back.
+PLANE_AXES: dict[str, tuple[int, int, int]] = {"axial": (0, 1, 2), "coronal": (0, 2, 1)}
+
+
+def to_plane(volume: NDArray, plane: str) -> NDArray:
+    """View a canonical ``(x, y, z, ...)`` array with ``plane``'s slices along the third axis."""
+    axes = PLANE_AXES[plane]
+    return volume if plane == "axial" else volume.transpose(*axes, *range(3, volume.ndim))
+
+
+def from_plane(volume: NDArray, plane: str) -> NDArray:
+    """Inverse of :func:`to_plane`: a view on the canonical ``(x, y, z, ...)`` grid."""
+    inverse = tuple(int(i) for i in np.argsort(PLANE_AXES[plane]))
+    return volume if plane == "axial" else volume.transpose(*inverse, *range(3, volume.ndim))
+
+
 def slices_per_modality(context: int) -> int:
     """Input channels one modality contributes: its slice and ``context`` neighbours on either side."""
     return 2 * context + 1
@@ -61,6 +82,7 @@ class PreprocessConfig:
         crop_margin: Voxels added around the brain's bounding box.
         context: Neighbouring slices on each side stacked as extra channels (0: plain 2-D input);
             each modality's ``2 * context + 1`` slices are adjacent, in z order.
+        plane: Slicing plane, a key of :data:`PLANE_AXES` (the seed's: ``axial``).
     """
 
     modalities: tuple[str, ...] = ("t1ce", "flair")
@@ -70,10 +92,13 @@ class PreprocessConfig:
     slice_range: tuple[int, int] | None = None
     crop_margin: int = 4
     context: int = 0
+    plane: str = "axial"
 
     def __post_init__(self) -> None:
         if self.context < 0:
             raise InputError(f"context must be 0 or more slices, got {self.context}.")
+        if self.plane not in PLANE_AXES:
+            raise InputError(f"plane must be one of {', '.join(PLANE_AXES)}, got {self.plane!r}.")
 
     @property
     def n_channels(self) -> int:
@@ -86,8 +111,12 @@ class PreprocessConfig:
         return [self.modalities.index(m) * width + d for m in modalities for d in range(width)]
 
     def to_dict(self) -> dict:
-        """JSON-ready form (stored beside a model)."""
-        return asdict(self)
+        """JSON-ready form (stored beside a model); an axial model's omits ``plane``, as
+        models trained before the setting existed do (their slice caches stay valid)."""
+        data = asdict(self)
+        if data["plane"] == "axial":
+            del data["plane"]
+        return data
 
     @classmethod
     def from_dict(cls, data: Mapping) -> PreprocessConfig:
@@ -148,10 +177,11 @@ class PreparedVolume:
             (kept apart so a batch is assembled from cache-sized pieces, never the whole stack).
         has_brain: bool ``(z,)``, True where the slice contains any brain voxel.
         box: The in-plane crop applied before resizing.
-        full_shape: Canonical ``(X, Y, Z)`` shape of the case.
-        brain: bool ``(X, Y, Z)`` brain mask.
+        full_shape: ``(X, Y, Z)`` shape of the case, in ``plane``'s axis order (:func:`to_plane`).
+        brain: bool brain mask of that shape.
         context: Neighbouring slices per side that :meth:`batch` stacks beside each slice
             (beyond the volume's ends the end slice is repeated).
+        plane: The slicing plane; ``z`` above means its slice axis.
     """
 
     channels: NDArray[np.float32]
@@ -160,6 +190,12 @@ class PreparedVolume:
     full_shape: tuple[int, int, int]
     brain: NDArray[np.bool_] = field(repr=False)
     context: int = 0
+    plane: str = "axial"
+
+    @property
+    def canonical_brain(self) -> NDArray[np.bool_]:
+        """The brain mask on the case's canonical ``(x, y, z)`` grid."""
+        return from_plane(self.brain, self.plane)
 
     @property
     def n_channels(self) -> int:
@@ -363,7 +399,7 @@ def prepare_volume(
     Args:
         images: Canonical ``(X, Y, Z)`` volumes by modality name; must contain
             every modality in ``config.modalities`` unless ``blank_missing``.
-        config: The pipeline settings.
+        config: The pipeline settings (``config.plane``: the volumes are sliced in that plane).
         blank_missing: Give a modality that ``images`` lacks an all-zero channel (the brain's
             z-scored mean) instead of refusing the case: only for a model trained with modality
             dropout, which saw such channels (:data:`neuroinsight.augmentation.MODDROP`).
@@ -374,6 +410,7 @@ def prepare_volume(
     missing = [m for m in config.modalities if m not in images]
     if missing and (not blank_missing or len(missing) == len(config.modalities)):
         raise InputError(f"This model needs {', '.join(config.modalities)}; missing {', '.join(missing)}.")
+    images = {name: to_plane(volume, config.plane) for name, volume in images.items()}
     with ThreadPoolExecutor(max_workers=2) as pool:
         brain = brain_mask(images, pool)
         box = brain_box(brain, config.crop_margin) if config.crop_to_brain else CropBox(0, 0, *brain.shape[:2])
@@ -427,12 +464,13 @@ def prepare_volume(
         full_shape=tuple(brain.shape),  # type: ignore[arg-type]
         brain=brain,
         context=config.context,
+        plane=config.plane,
     )
 
 
 def prepare_label(label: NDArray, prepared: PreparedVolume, image_size: int) -> NDArray[np.uint8]:
     """Crop and resize a canonical BraTS label map like its images: ``(Z, S, S)`` classes 0..3."""
-    classes = labels_to_classes(label)
+    classes = labels_to_classes(to_plane(label, prepared.plane))
     resized = resize_plane(prepared.box.crop(classes), (image_size, image_size), nearest=True)
     return np.ascontiguousarray(resized.reshape(image_size, image_size, -1).transpose(2, 0, 1))
 
@@ -473,7 +511,7 @@ def restore_probabilities(probs: NDArray[np.float32], prepared: PreparedVolume) 
     full = prepared.box.uncrop(window, prepared.full_shape[:2], fill=0.0)
     outside = prepared.box.uncrop(np.zeros(window.shape[:3], bool), prepared.full_shape[:2], fill=True)
     full[..., 0][outside] = 1.0
-    return full
+    return from_plane(full, prepared.plane)
 
 
 #: How class probabilities become labels (:func:`decode_labels`).
@@ -497,7 +535,7 @@ def restore_labels(
     Returns:
         uint8 ``(X, Y, Z)`` in Fortran order (axial planes contiguous, as NIfTI stores them).
     """
-    labels = np.zeros(prepared.full_shape, dtype=np.uint8, order="F")
+    labels = np.zeros(prepared.canonical_brain.shape, dtype=np.uint8, order="F")
     restore_label_slices(probs, np.arange(len(probs)), prepared, labels, decoding, thresholds)
     return labels
 
@@ -543,7 +581,8 @@ def restore_label_slices(
     decoding: str = "argmax",
     thresholds: RegionThresholds = HALF,
 ) -> None:
-    """Write the labels of axial slices ``index`` (network probabilities ``probs``, one per index) into ``labels``.
+    """Write the labels of slices ``index`` (network probabilities ``probs``, one per index) into
+    the canonical label map ``labels`` (slices of ``prepared.plane``).
 
     Only slices where some network pixel could be tumor are resized: P(tumor) above the
     whole-tumor threshold (regions) or above P(background) (argmax needs P(background) < 1/2).
@@ -553,6 +592,7 @@ def restore_label_slices(
     most of the work.
     """
     box = prepared.box
+    labels = to_plane(labels, prepared.plane)  # a view: writes land in the canonical map
     volume_part, window_part = box._overlap(prepared.full_shape[:2])
     tumor_p = probs[..., 1] + probs[..., 2] + probs[..., 3]
     whole = thresholds[0] if decoding == "regions" else 0.5

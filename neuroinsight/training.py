@@ -118,14 +118,18 @@ class TrainConfig:
             bottleneck=self.bottleneck,
         )
 
-    def with_input(self, *, context: int | None = None, image_size: int | None = None) -> TrainConfig:
+    def with_input(
+        self, *, context: int | None = None, image_size: int | None = None, plane: str | None = None
+    ) -> TrainConfig:
         """The same run with another network input; None keeps a setting.
 
         Args:
             context: 2.5-D input of this many neighbouring slices per side.
             image_size: Side of the square input in pixels (the seed's 128).
+            plane: Slicing plane (the seed's ``axial``, or ``coronal``).
         """
-        changes = {k: v for k, v in {"context": context, "image_size": image_size}.items() if v is not None}
+        given = {"context": context, "image_size": image_size, "plane": plane}
+        changes = {k: v for k, v in given.items() if v is not None}
         return replace(self, preprocess=replace(self.preprocess, **changes))
 
     @property

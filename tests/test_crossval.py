@@ -108,6 +108,14 @@ def test_crossval_without_validation_patients_trains_on_every_other_patient(phan
     context_model = load_model(tmp_path / "improved+ctx1+s40+val0_fold0.keras")
     assert context_model.input_shape == (None, 40, 40, 3 * len(PreprocessConfig().modalities))
 
+    # Coronal slices: a separate recipe, trained and scored on the same patients; the model
+    # records its plane, so inference slices new cases the same way.
+    coronal_rows = run_crossval(phantom_data_dir, ["improved"], tmp_path, n_val=0, plane="coronal", **common)
+    assert {r["preset"] for r in coronal_rows} == {"improved+coronal+val0"}
+    assert {r["case"] for r in coronal_rows} == set(split["test"])
+    coronal_info = json.loads((tmp_path / "improved+coronal+val0_fold0.json").read_text())
+    assert coronal_info["preprocess"]["plane"] == "coronal" and coronal_info["split"] == split
+
 
 def test_recipe_name_marks_overridden_loss_or_augmentation():
     from dataclasses import replace
@@ -120,6 +128,7 @@ def test_recipe_name_marks_overridden_loss_or_augmentation():
     assert recipe_name("improved", replace(PRESET_CONFIGS["improved"], loss="ce", augment="none")) == "improved+ce+none"
     improved = PRESET_CONFIGS["improved"]
     assert recipe_name("improved", improved.with_input(context=1)) == "improved+ctx1"
+    assert recipe_name("four", replace(four, augment="robust").with_input(plane="coronal")) == "four+robust+coronal"
 
 
 def _row(post: str, case: str, fold: int, region: str, dice: float, volume_error: float) -> dict:

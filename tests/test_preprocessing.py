@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
@@ -38,11 +40,18 @@ def test_label_mapping_and_inverse():
     np.testing.assert_array_equal(hot.argmax(-1), classes)
 
 
-@pytest.mark.parametrize("config", [pp.DEFAULT_PREPROCESS, pp.SEED_PREPROCESS], ids=["default", "seed"])
+CORONAL = replace(pp.DEFAULT_PREPROCESS, plane="coronal")
+
+
+@pytest.mark.parametrize(
+    "config", [pp.DEFAULT_PREPROCESS, pp.SEED_PREPROCESS, CORONAL], ids=["default", "seed", "coronal"]
+)
 def test_prepare_then_restore_recovers_labels(config):
     case = small_case()
     prepared = pp.prepare_volume(case.images, config)
-    assert prepared.slices.shape == (case.shape[2], 128, 128, 2)
+    slice_axis = pp.PLANE_AXES[config.plane][2]
+    assert prepared.slices.shape == (case.shape[slice_axis], 128, 128, 2)
+    assert prepared.canonical_brain.shape == case.shape
     assert prepared.slices.dtype == np.float32
     classes = pp.prepare_label(case.label, prepared, config.image_size)
     restored = pp.restore_probabilities(pp.one_hot(classes), prepared)
@@ -259,3 +268,31 @@ def test_skull_strip_warning_only_for_more_than_a_brain():
     assert "does not look skull-stripped" in pp.skull_strip_warning(everything, case.voxel_volume_ml)
     # 25 % of the grid but 3 L: a head with its skull in a large field of view.
     assert "3.0 L" in pp.skull_strip_warning(brain, 3000.0 / np.count_nonzero(brain))
+
+
+def test_coronal_slices_are_the_canonical_volume_resliced():
+    """A coronal model reads the y planes: the same as the axial pipeline on the volume with y and z swapped."""
+    case = small_case(seed=2)
+    swapped = {name: np.ascontiguousarray(volume.transpose(0, 2, 1)) for name, volume in case.images.items()}
+    coronal = pp.prepare_volume(case.images, CORONAL)
+    axial = pp.prepare_volume(swapped, pp.DEFAULT_PREPROCESS)
+    np.testing.assert_allclose(coronal.channels, axial.channels, atol=1e-5)
+    np.testing.assert_array_equal(coronal.brain, axial.brain)
+    # Labels restored from a coronal prediction land on the canonical grid, not the swapped one.
+    classes = pp.prepare_label(case.label, coronal, 128)
+    labels = pp.restore_labels(pp.one_hot(classes), coronal)
+    assert labels.shape == case.shape
+    tumor = case.label > 0
+    assert (labels > 0)[tumor].mean() > 0.85 and (labels > 0)[~tumor].mean() < 0.01
+
+
+def test_planes_round_trip_and_only_known_planes_are_accepted():
+    volume = np.arange(2 * 3 * 4 * 5).reshape(2, 3, 4, 5)
+    for plane in pp.PLANE_AXES:
+        np.testing.assert_array_equal(pp.from_plane(pp.to_plane(volume, plane), plane), volume)
+    assert pp.to_plane(volume, "coronal").shape == (2, 4, 3, 5)
+    with pytest.raises(InputError, match="plane must be one of axial, coronal"):
+        replace(pp.DEFAULT_PREPROCESS, plane="sagittal")
+    # Axial settings serialise as before the setting existed (old models and slice caches match).
+    assert "plane" not in pp.DEFAULT_PREPROCESS.to_dict()
+    assert pp.PreprocessConfig.from_dict(CORONAL.to_dict()) == CORONAL

@@ -5,8 +5,8 @@ Scores cross-validation fold models already trained by ``python -m neuroinsight 
 whole-tumor component kept (the shipped default):
 
 - each recipe alone and each ensemble of two or more recipes (mean of their probabilities on the
-  native grid; all recipes of a fold must share its test patients, which the fixed fold
-  assignment guarantees);
+  native grid, so recipes of different slicing planes combine too; all recipes of a fold must
+  share its test patients, which the fixed fold assignment guarantees);
 - both decodings of the same probabilities (``neuroinsight.preprocessing.decode_labels``):
   ``argmax`` over the four classes and ``regions``, which decides the nested BraTS regions from
   summed probabilities (Isensee et al., BraTS 2018).
@@ -17,6 +17,9 @@ or tuned), so ``python -m neuroinsight crossval-table OUT`` summarises it.
 
     PYTHONPATH=. python bench/crossval/ensembles.py --work runs/crossval \
         --recipes four+robust improved four --out bench/crossval/ensembles.csv
+    # an axial and a coronal model of one recipe, on the folds both exist for
+    PYTHONPATH=. python bench/crossval/ensembles.py --work runs/crossval --only-folds 0 1 \
+        --recipes four+robust+val0 four+robust+coronal+val0 --out bench/crossval/ensembles_planes_folds01.csv
 """
 
 from __future__ import annotations
@@ -42,12 +45,13 @@ def main() -> None:
     parser.add_argument("--recipes", nargs="+", required=True, help="recipe names, e.g. four+robust improved")
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA_DIR)
     parser.add_argument("--folds", type=int, default=4)
+    parser.add_argument("--only-folds", type=int, nargs="+", help="score only these folds")
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args()
 
     combos = [c for n in range(1, len(args.recipes) + 1) for c in itertools.combinations(args.recipes, n)]
     rows = []
-    for fold in range(args.folds):
+    for fold in args.only_folds or range(args.folds):
         paths = {r: args.work / f"{r}_fold{fold}.keras" for r in args.recipes}
         tests = {r: tuple(read_model_info(p)["split"]["test"]) for r, p in paths.items()}
         if len(set(tests.values())) != 1:
