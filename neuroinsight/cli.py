@@ -570,6 +570,20 @@ def _add_crossval_table(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--variant", nargs=3, metavar=("PRESET", "TTA", "POST"), help="one variant, e.g. four off largest")
     p.add_argument("--group-by", nargs="+", default=["preset", "tta", "post"], help="columns of one table line")
     p.add_argument("--patients", action="store_true", help="also one line per patient of --variant")
+    p.add_argument("--ci", action="store_true", help="add each mean Dice's 95%% bootstrap interval over patients")
+    p.add_argument(
+        "--against",
+        nargs=3,
+        metavar=("PRESET", "TTA", "POST"),
+        help="compare --variant with this variant patient by patient (paired difference, 95%% CI, Wilcoxon p)",
+    )
+    p.add_argument(
+        "--against-csv",
+        type=Path,
+        nargs="+",
+        metavar="CSV",
+        help="read --against from these CSVs instead (e.g. a retraining of the same recipe)",
+    )
     p.add_argument("--record", type=Path, metavar="MODEL", help="store --variant's means in MODEL's JSON (app, PDF)")
     p.add_argument(
         "--record-as",
@@ -581,21 +595,37 @@ def _add_crossval_table(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_crossval_table(args: argparse.Namespace) -> int:
-    from neuroinsight.crossval import patient_table, read_rows, summary_table, variant_summary
+    from neuroinsight.crossval import (
+        compare_variants,
+        comparison_table,
+        patient_table,
+        read_rows,
+        summary_table,
+        variant_summary,
+    )
     from neuroinsight.inference import update_model_info
 
-    missing = [str(p) for p in args.csv if not p.is_file()]
+    missing = [str(p) for p in [*args.csv, *(args.against_csv or [])] if not p.is_file()]
     if missing:
         raise InputError(f"Not found: {', '.join(missing)}.")
-    if (args.patients or args.record) and not args.variant:
-        raise InputError("--patients and --record need --variant PRESET TTA POST.")
+    if (args.patients or args.record or args.against) and not args.variant:
+        raise InputError("--patients, --record and --against need --variant PRESET TTA POST.")
+    if args.against_csv and not args.against:
+        raise InputError("--against-csv needs --against PRESET TTA POST.")
     if args.record and not args.record.exists():
         raise InputError(f"Model {args.record} not found.")
     rows = read_rows(args.csv)
-    print(summary_table(rows, volume_tolerance_pct=args.volume_tolerance, group_by=args.group_by))
+    print(summary_table(rows, volume_tolerance_pct=args.volume_tolerance, group_by=args.group_by, ci=args.ci))
     if args.patients:
         print()
         print(patient_table(rows, tuple(args.variant)))
+    if args.against:
+        other_rows = read_rows(args.against_csv) if args.against_csv else rows
+        name_a, name_b = "/".join(args.variant), "/".join(args.against)
+        if name_a == name_b:
+            name_a, name_b = f"{name_a} (a)", f"{name_b} (b)"
+        print()
+        print(comparison_table(compare_variants(rows, args.variant, other_rows, args.against), name_a, name_b))
     if args.record:
         summary = variant_summary(rows, tuple(args.variant))
         summary["command"] = args.command_line

@@ -13,9 +13,12 @@ import itertools
 import logging
 import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
+
+import numpy as np
+from scipy import stats
 
 from neuroinsight import io
 from neuroinsight.errors import InputError
@@ -207,8 +210,29 @@ def _markdown(header: Sequence[str], lines: Iterable[Sequence[str]]) -> str:
 
 
 def _mean_sd(summary: Mapping[str, Mapping[str, Mapping[str, float]]], region: str, metric: str, digits: int) -> str:
-    stats = summary.get(region, {}).get(metric)
-    return "n/a" if stats is None else f"{stats['mean']:.{digits}f} ± {stats['std']:.{digits}f}"
+    values = summary.get(region, {}).get(metric)
+    return "n/a" if values is None else f"{values['mean']:.{digits}f} ± {values['std']:.{digits}f}"
+
+
+def mean_ci(
+    values: Sequence[float], *, confidence: float = 0.95, n_resamples: int = 9999, seed: int = 0
+) -> tuple[float, float]:
+    """Bootstrap confidence interval of the mean over patients (BCa; Efron and Tibshirani 1993).
+
+    Resampling patients asks how far the mean could move on another dozen patients of
+    the same kind, which a standard deviation alone does not say. Fixed ``seed`` and sorted
+    values: the same patients give the same interval in any order (CSVs list them by fold).
+    Constant or single values give ``(mean, mean)``.
+    """
+    data = np.sort(np.asarray(values, dtype=float))
+    if data.size == 0:
+        raise ValueError("No values to bootstrap.")
+    if data.size < 2 or np.ptp(data) == 0:
+        return float(data.mean()), float(data.mean())
+    result = stats.bootstrap(
+        (data,), np.mean, confidence_level=confidence, n_resamples=n_resamples, rng=np.random.default_rng(seed)
+    )
+    return float(result.confidence_interval.low), float(result.confidence_interval.high)
 
 
 def summary_table(
@@ -216,11 +240,13 @@ def summary_table(
     *,
     volume_tolerance_pct: float = 25.0,
     group_by: Sequence[str] = VARIANT_COLUMNS,
+    ci: bool = False,
 ) -> str:
     """Markdown table, one line per value of the ``group_by`` columns: mean +- sample SD over patients.
 
     Columns: Dice and HD95 per BraTS region, and how many patients have a whole-tumor
-    volume within ``volume_tolerance_pct`` of the truth.
+    volume within ``volume_tolerance_pct`` of the truth. With ``ci``, each Dice cell also
+    gives the 95 % bootstrap interval of its mean (:func:`mean_ci`).
     """
     unknown = [c for c in group_by if rows and c not in rows[0] and c not in _MISSING]
     if unknown:
@@ -236,11 +262,17 @@ def summary_table(
     lines = []
     for variant, members in itertools.groupby(sorted(rows, key=key), key=key):
         members = list(members)
+        _check_once_per_patient(members, variant)
         summary = summarise(members)
         errors = [float(r["volume_error_pct"]) for r in members if r["region"] == "WT" and "volume_error_pct" in r]
         within = sum(abs(e) <= volume_tolerance_pct for e in errors if not math.isnan(e))
         cells = [*variant, str(len({r["case"] for r in members}))]
-        cells += [_mean_sd(summary, r, "dice", 3) for r in regions]
+        for region in regions:
+            cell = _mean_sd(summary, region, "dice", 3)
+            dice = [float(r["dice"]) for r in members if r["region"] == region and not math.isnan(float(r["dice"]))]
+            if ci and dice:
+                cell += " [{:.3f}, {:.3f}]".format(*mean_ci(dice))
+            cells.append(cell)
         cells += [_mean_sd(summary, r, "hd95_mm", 1) for r in regions]
         cells.append(f"{within}/{len(errors)}" if errors else "n/a")
         lines.append(cells)
@@ -258,12 +290,31 @@ def training_sites(split: Mapping[str, Sequence[str]]) -> str:
     return " ".join(sorted({site_of(c) for c in (*split["train"], *split["val"])}))
 
 
+def _check_once_per_patient(rows: Sequence[Mapping[str, object]], variant: Sequence[str]) -> None:
+    """Refuse a variant that scores a patient twice: counting a patient twice would narrow every interval.
+
+    It happens when two runs of one recipe (whose rows share a name) are read together, or
+    when ``group_by`` leaves out a column that tells variants apart.
+    """
+    seen: set[tuple[str, str]] = set()
+    for row in rows:
+        key = (str(row["case"]), str(row["region"]))
+        if key in seen:
+            raise InputError(
+                f"{'/'.join(variant)} scores {key[0]} ({key[1]}) more than once: the CSVs hold two runs of "
+                "one recipe, or --group-by leaves out a column that tells the rows apart. Read each run on "
+                "its own (compare two runs with --against-csv) or group by more columns."
+            )
+        seen.add(key)
+
+
 def _rows_of(
     rows: Sequence[Mapping[str, object]], variant: Sequence[str], columns: Sequence[str] = VARIANT_COLUMNS
 ) -> list[Mapping[str, object]]:
     chosen = [r for r in rows if _key(r, columns) == tuple(variant)]
     if not chosen:
         raise InputError(f"No rows for {'/'.join(columns)} {'/'.join(variant)}.")
+    _check_once_per_patient(chosen, variant)
     return chosen
 
 
@@ -287,6 +338,88 @@ def variant_summary(
         "dice_sd": {r: round(summary[r]["dice"]["std"], 4) for r in regions},
         "hd95_mm": {r: round(summary[r]["hd95_mm"]["mean"], 2) for r in regions},
     }
+
+
+@dataclass(frozen=True)
+class PairedDifference:
+    """One region's paired comparison of two variants on the patients both scored."""
+
+    region: str
+    patients: int
+    mean_a: float
+    mean_b: float
+    #: Mean of the per-patient differences a - b, and its 95 % bootstrap interval.
+    difference: float
+    ci: tuple[float, float]
+    #: Patients on which a scored higher / lower than b.
+    better: int
+    worse: int
+    #: Two-sided Wilcoxon signed-rank p-value of the differences (1.0 when they are all zero).
+    p_value: float
+
+
+def _dice_by_case(rows: Sequence[Mapping[str, object]], region: str) -> dict[str, float]:
+    return {str(r["case"]): float(r["dice"]) for r in rows if r["region"] == region}  # type: ignore[arg-type]
+
+
+def compare_variants(
+    rows_a: Sequence[Mapping[str, object]],
+    variant_a: Sequence[str],
+    rows_b: Sequence[Mapping[str, object]],
+    variant_b: Sequence[str],
+    regions: Sequence[str] = ("WT", "TC", "ET"),
+) -> list[PairedDifference]:
+    """Dice of variant a against variant b, patient by patient.
+
+    Pairing by patient removes the spread between patients (TC Dice runs from 0.1 to 0.9
+    here), so a difference that unpaired means would hide can show. Only patients scored
+    by both count, and a region neither scored is left out. ``rows_a`` and ``rows_b`` may
+    be the same rows, or two runs of the same recipe (a retraining) read from different files.
+    """
+    chosen_a, chosen_b = _rows_of(rows_a, variant_a), _rows_of(rows_b, variant_b)
+    results = []
+    for region in regions:
+        a, b = _dice_by_case(chosen_a, region), _dice_by_case(chosen_b, region)
+        if not a and not b:
+            continue  # a region neither run scored
+        cases = sorted(set(a) & set(b))
+        if not cases:
+            raise InputError(f"{'/'.join(variant_a)} and {'/'.join(variant_b)} share no patient for {region}.")
+        first, second = np.array([a[c] for c in cases]), np.array([b[c] for c in cases])
+        differences = first - second
+        p_value = 1.0 if not differences.any() else float(stats.wilcoxon(differences).pvalue)
+        results.append(
+            PairedDifference(
+                region=region,
+                patients=len(cases),
+                mean_a=float(first.mean()),
+                mean_b=float(second.mean()),
+                difference=float(differences.mean()),
+                ci=mean_ci(differences),
+                better=int((differences > 0).sum()),
+                worse=int((differences < 0).sum()),
+                p_value=p_value,
+            )
+        )
+    return results
+
+
+def comparison_table(differences: Sequence[PairedDifference], name_a: str, name_b: str) -> str:
+    """Markdown table of :func:`compare_variants`, one line per region."""
+    header = ["region", "patients", f"{name_a} Dice", f"{name_b} Dice", "difference [95 % CI]", "better / worse", "p"]
+    lines = [
+        [
+            d.region,
+            str(d.patients),
+            f"{d.mean_a:.3f}",
+            f"{d.mean_b:.3f}",
+            f"{d.difference:+.3f} [{d.ci[0]:+.3f}, {d.ci[1]:+.3f}]",
+            f"{d.better} / {d.worse}",
+            f"{d.p_value:.2f}",
+        ]
+        for d in differences
+    ]
+    return _markdown(header, lines)
 
 
 def patient_table(rows: Sequence[Mapping[str, object]], variant: tuple[str, str, str]) -> str:

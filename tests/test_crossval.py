@@ -9,7 +9,15 @@ import pytest
 
 from neuroinsight import io
 from neuroinsight.cli import main
-from neuroinsight.crossval import POST_VARIANTS, read_rows, recipe_name, run_crossval, site_of
+from neuroinsight.crossval import (
+    POST_VARIANTS,
+    compare_variants,
+    mean_ci,
+    read_rows,
+    recipe_name,
+    run_crossval,
+    site_of,
+)
 from neuroinsight.inference import DEFAULT_POSTPROCESS, accuracy_text, read_model_info, update_model_info
 from neuroinsight.metrics import METRIC_NAMES
 from neuroinsight.pipeline import rows_to_csv
@@ -205,3 +213,81 @@ def test_crossval_table_names_a_missing_file_or_variant(tmp_path, capsys):
     assert "No column shift" in capsys.readouterr().err
     assert main(["crossval-table", str(tmp_path / "a.csv"), "--group-by", "preset"]) == 0
     assert capsys.readouterr().out.splitlines()[2].startswith("| four | 1 | 0.500 ± 0.000 |")
+
+
+def test_mean_ci_brackets_the_mean_and_matches_the_normal_interval_on_many_patients():
+    rng = np.random.default_rng(1)
+    many = rng.normal(0.7, 0.1, size=400)
+    low, high = mean_ci(many)
+    # Large samples: the bootstrap interval approaches mean +- 1.96 SD / sqrt(n).
+    half_width = 1.96 * many.std(ddof=1) / np.sqrt(many.size)
+    assert low < many.mean() < high
+    assert (high - low) / 2 == pytest.approx(half_width, rel=0.15)
+    # A dozen patients give a wider interval than 400, and the same rows the same interval.
+    dozen = many[:12]
+    assert mean_ci(dozen)[1] - mean_ci(dozen)[0] > high - low
+    assert mean_ci(dozen) == mean_ci(list(dozen[::-1]))  # order does not matter
+    assert mean_ci([0.5, 0.5, 0.5]) == (0.5, 0.5)
+    with pytest.raises(ValueError):
+        mean_ci([])
+
+
+def test_compare_variants_pairs_patients_across_runs(tmp_path, capsys):
+    cases = [f"Brats18_X_{i}_1" for i in range(10)]
+    rng = np.random.default_rng(0)
+    base = rng.uniform(0.3, 0.9, size=len(cases))
+    run_b = [_row("none", c, 0, "WT", d, 0.0) for c, d in zip(cases, base, strict=True)]
+    # Run a: better on every patient by 0.02-0.04, and it scored one extra patient that b lacks.
+    gains = rng.uniform(0.02, 0.04, size=len(cases))
+    run_a = [_row("none", c, 0, "WT", d + g, 0.0) for c, d, g in zip(cases, base, gains, strict=True)]
+    run_a.append(_row("none", "Brats18_Y_9_1", 0, "WT", 0.0, 0.0))
+    (result,) = compare_variants(run_a, ("four", "off", "none"), run_b, ("four", "off", "none"), regions=["WT"])
+    assert result.patients == 10  # only patients both runs scored
+    assert result.difference == pytest.approx(gains.mean())
+    assert 0.02 <= result.ci[0] < result.difference < result.ci[1] <= 0.04
+    assert (result.better, result.worse) == (10, 0)
+    assert result.p_value < 0.01  # exact two-sided Wilcoxon, all 10 differences positive: 2/1024
+    # A variant against itself: no difference, p = 1.
+    (same,) = compare_variants(run_b, ("four", "off", "none"), run_b, ("four", "off", "none"), regions=["WT"])
+    assert (same.difference, same.ci, same.better, same.worse, same.p_value) == (0.0, (0.0, 0.0), 0, 0, 1.0)
+
+    # The CLI reads the second run from other files and names both sides.
+    columns = ["preset", "tta", "post", "fold"]
+    (tmp_path / "a.csv").write_text(rows_to_csv(run_a, columns))
+    (tmp_path / "b.csv").write_text(rows_to_csv(run_b, columns))
+    args = ["crossval-table", str(tmp_path / "a.csv"), "--variant", "four", "off", "none", "--ci"]
+    assert main([*args, "--against", "four", "off", "none", "--against-csv", str(tmp_path / "b.csv")]) == 0
+    summary, comparison = capsys.readouterr().out.strip().split("\n\n")
+    assert summary.splitlines()[2].startswith("| four | off | none | 11 | ")
+    assert "] |" in summary.splitlines()[2]  # the Dice cell carries its interval
+    wt = comparison.splitlines()[2]
+    assert wt.startswith("| WT | 10 |") and "| 10 / 0 |" in wt
+    assert "four/off/none (a) Dice" in comparison and "four/off/none (b) Dice" in comparison
+    # Misuse is one message, not a traceback.
+    assert main(["crossval-table", str(tmp_path / "a.csv"), "--against", "four", "off", "none"]) == 2
+    assert "--variant" in capsys.readouterr().err
+    assert main([*args, "--against-csv", str(tmp_path / "b.csv")]) == 2
+    assert "--against-csv needs --against" in capsys.readouterr().err
+    (tmp_path / "c.csv").write_text(rows_to_csv([_row("none", "Brats18_Z_1_1", 0, "WT", 0.5, 0.0)], columns))
+    assert main([*args, "--against", "four", "off", "none", "--against-csv", str(tmp_path / "c.csv")]) == 2
+    assert "share no patient" in capsys.readouterr().err
+
+
+def test_crossval_table_refuses_a_patient_counted_twice(tmp_path, capsys):
+    """Two runs of one recipe share a name; read together they would double every patient."""
+    columns = ["preset", "tta", "post", "fold"]
+    run = [_row("none", f"Brats18_X_{i}_1", 0, "WT", 0.5 + i / 10, 0.0) for i in range(3)]
+    (tmp_path / "run1.csv").write_text(rows_to_csv(run, columns))
+    (tmp_path / "run2.csv").write_text(rows_to_csv(run, columns))
+    both = [str(tmp_path / "run1.csv"), str(tmp_path / "run2.csv")]
+    assert main(["crossval-table", *both]) == 2
+    assert "Brats18_X_0_1 (WT) more than once" in capsys.readouterr().err
+    variant = ["--variant", "four", "off", "none", "--against", "four", "off", "none"]
+    assert main(["crossval-table", both[0], *variant, "--against-csv", *both]) == 2
+    assert "more than once" in capsys.readouterr().err
+    # Pooling variants by grouping on fewer columns is refused the same way.
+    other_post = [{**r, "post": "largest"} for r in run]
+    (tmp_path / "posts.csv").write_text(rows_to_csv(run + other_post, columns))
+    assert main(["crossval-table", str(tmp_path / "posts.csv"), "--group-by", "preset"]) == 2
+    assert "--group-by" in capsys.readouterr().err
+    assert main(["crossval-table", str(tmp_path / "posts.csv")]) == 0
