@@ -214,17 +214,22 @@ def _mean_sd(summary: Mapping[str, Mapping[str, Mapping[str, float]]], region: s
     return "n/a" if values is None else f"{values['mean']:.{digits}f} ± {values['std']:.{digits}f}"
 
 
+def _dice_by_case(rows: Sequence[Mapping[str, object]], region: str) -> dict[str, float]:
+    return {str(r["case"]): float(r["dice"]) for r in rows if r["region"] == region}  # type: ignore[arg-type]
+
+
 def mean_ci(
-    values: Sequence[float], *, confidence: float = 0.95, n_resamples: int = 9999, seed: int = 0
+    values: Iterable[float], *, confidence: float = 0.95, n_resamples: int = 9999, seed: int = 0
 ) -> tuple[float, float]:
     """Bootstrap confidence interval of the mean over patients (BCa; Efron and Tibshirani 1993).
 
     Resampling patients asks how far the mean could move on another dozen patients of
     the same kind, which a standard deviation alone does not say. Fixed ``seed`` and sorted
     values: the same patients give the same interval in any order (CSVs list them by fold).
-    Constant or single values give ``(mean, mean)``.
+    NaN (unscored) values are left out; constant or single values give ``(mean, mean)``.
     """
-    data = np.sort(np.asarray(values, dtype=float))
+    data = np.sort(np.asarray(list(values), dtype=float))
+    data = data[~np.isnan(data)]
     if data.size == 0:
         raise ValueError("No values to bootstrap.")
     if data.size < 2 or np.ptp(data) == 0:
@@ -269,8 +274,8 @@ def summary_table(
         cells = [*variant, str(len({r["case"] for r in members}))]
         for region in regions:
             cell = _mean_sd(summary, region, "dice", 3)
-            dice = [float(r["dice"]) for r in members if r["region"] == region and not math.isnan(float(r["dice"]))]
-            if ci and dice:
+            dice = _dice_by_case(members, region).values()
+            if ci and "dice" in summary.get(region, {}):
                 cell += " [{:.3f}, {:.3f}]".format(*mean_ci(dice))
             cells.append(cell)
         cells += [_mean_sd(summary, r, "hd95_mm", 1) for r in regions]
@@ -321,7 +326,9 @@ def _rows_of(
 def variant_summary(
     rows: Sequence[Mapping[str, object]], variant: Sequence[str], columns: Sequence[str] = VARIANT_COLUMNS
 ) -> dict[str, object]:
-    """Mean and sample SD of Dice, and mean HD95, per region for one variant (by default (preset, tta, post)).
+    """Mean, sample SD and 95 % interval of the mean (:func:`mean_ci`) of Dice, and mean HD95, per region.
+
+    One variant, by default named by (preset, tta, post).
 
     The form stored as ``crossval`` in a model's JSON (``crossval-table --record``); with
     ``columns=("preset", "missing")`` the one stored as ``without_t1ce``
@@ -336,6 +343,7 @@ def variant_summary(
         "patients": len({str(r["case"]) for r in chosen}),
         "dice": {r: round(summary[r]["dice"]["mean"], 4) for r in regions},
         "dice_sd": {r: round(summary[r]["dice"]["std"], 4) for r in regions},
+        "dice_ci": {r: [round(bound, 4) for bound in mean_ci(_dice_by_case(chosen, r).values())] for r in regions},
         "hd95_mm": {r: round(summary[r]["hd95_mm"]["mean"], 2) for r in regions},
     }
 
@@ -356,10 +364,6 @@ class PairedDifference:
     worse: int
     #: Two-sided Wilcoxon signed-rank p-value of the differences (1.0 when they are all zero).
     p_value: float
-
-
-def _dice_by_case(rows: Sequence[Mapping[str, object]], region: str) -> dict[str, float]:
-    return {str(r["case"]): float(r["dice"]) for r in rows if r["region"] == region}  # type: ignore[arg-type]
 
 
 def compare_variants(

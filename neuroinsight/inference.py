@@ -476,10 +476,20 @@ def seen_patient_note(info: Mapping, case_id: str) -> str:
 
 
 def _crossval_text(cv: Mapping, condition: str = "") -> str:
-    """One cross-validation entry of a model's JSON as words: mean Dice ± SD per region, folds, patients."""
-    cells = ", ".join(f"{r} {cv['dice'][r]:.2f} \u00b1 {cv['dice_sd'][r]:.2f}" for r in ("WT", "TC", "ET"))
+    """One cross-validation entry of a model's JSON as words: mean Dice ± SD per region, folds, patients.
+
+    Entries recorded since intervals were added also give each mean's 95 % bootstrap interval,
+    which says how far the mean could move on other patients.
+    """
+    cells = []
+    for region in ("WT", "TC", "ET"):
+        cell = f"{region} {cv['dice'][region]:.2f} \u00b1 {cv['dice_sd'][region]:.2f}"
+        if "dice_ci" in cv:
+            low, high = cv["dice_ci"][region]
+            cell += f" (95 % CI {low:.2f}-{high:.2f})"
+        cells.append(cell)
     patients = f"({cv['patients']} patients)" + (f" {condition}" if condition else "")
-    return f"mean Dice in {cv['folds']}-fold cross-validation of its recipe {patients} {cells}"
+    return f"mean Dice \u00b1 SD in {cv['folds']}-fold cross-validation of its recipe {patients} {', '.join(cells)}"
 
 
 def no_contrast_note(info: Mapping) -> str:

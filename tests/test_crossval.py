@@ -183,7 +183,11 @@ def test_crossval_table_summarises_each_variant_over_patients(tmp_path, capsys):
     assert (cv["preset"], cv["tta"], cv["post"], cv["folds"], cv["patients"]) == ("four", "off", "none", 2, 3)
     assert cv["dice"]["WT"] == pytest.approx(0.8) and cv["dice_sd"]["WT"] == pytest.approx(0.2)
     assert "crossval-table" in cv["command"] and "m.json" in recorded
-    assert "2-fold cross-validation of its recipe (3 patients) WT 0.80 ± 0.20" in accuracy_text(info)
+    low, high = cv["dice_ci"]["WT"]  # the mean's bootstrap interval, for the app and the PDF
+    assert 0.6 <= low < 0.8 < high <= 1.0
+    assert f"2-fold cross-validation of its recipe (3 patients) WT 0.80 ± 0.20 (95 % CI {low:.2f}-{high:.2f})" in (
+        accuracy_text(info)
+    )
     # A model trained on every patient says so instead of quoting test patients it does not have.
     all_cases = {**info, "split": {"train": ["a", "b"], "val": ["c"], "test": []}}
     ending = "; this model was then trained on all 3 patients, so none is left to test it on"
