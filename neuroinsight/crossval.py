@@ -274,9 +274,8 @@ def summary_table(
         cells = [*variant, str(len({r["case"] for r in members}))]
         for region in regions:
             cell = _mean_sd(summary, region, "dice", 3)
-            dice = _dice_by_case(members, region).values()
             if ci and "dice" in summary.get(region, {}):
-                cell += " [{:.3f}, {:.3f}]".format(*mean_ci(dice))
+                cell += " [{:.3f}, {:.3f}]".format(*mean_ci(_dice_by_case(members, region).values()))
             cells.append(cell)
         cells += [_mean_sd(summary, r, "hd95_mm", 1) for r in regions]
         cells.append(f"{within}/{len(errors)}" if errors else "n/a")
