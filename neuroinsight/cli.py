@@ -21,10 +21,12 @@ from neuroinsight.errors import InputError
 
 logger = logging.getLogger(__name__)
 
-#: ``training.LOSSES``, ``augmentation.PRESETS``, ``preprocessing.DECODINGS`` and ``PLANE_AXES``, spelled out so
-#: that building the parser does not import Keras (tests/test_cli.py checks that they agree).
+#: ``training.LOSSES``, ``augmentation.PRESETS``, ``model.NORMS``, ``preprocessing.DECODINGS`` and
+#: ``PLANE_AXES``, spelled out so that building the parser does not import Keras (tests/test_cli.py
+#: checks that they agree).
 LOSS_CHOICES = ("ce", "ce_dice", "ce_region_dice")
 AUGMENT_CHOICES = ("none", "flips", "robust", "strong", "lowres", "moddrop")
+NORM_CHOICES = ("none", "batch", "instance")
 DECODE_CHOICES = ("argmax", "regions")
 PLANE_CHOICES = ("axial", "coronal")
 
@@ -127,6 +129,7 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
         help="ce (seed), ce_dice (+ soft Dice per class) or ce_region_dice (+ soft Dice per BraTS region)",
     )
     p.add_argument("--augment", choices=AUGMENT_CHOICES, help="augmentation preset")
+    p.add_argument("--norm", choices=NORM_CHOICES, help="normalization after each convolution (seed: none)")
     p.add_argument("--context", type=int, help="2.5-D input: neighbouring slices per side (default 0)")
     p.add_argument("--image-size", type=int, help="side of the network input in pixels, a multiple of 8 (default 128)")
     p.add_argument("--plane", choices=PLANE_CHOICES, help="slicing plane (default axial, as the seed)")
@@ -162,6 +165,7 @@ def _run_train(args: argparse.Namespace) -> int:
         "precision": args.precision,
         "loss": args.loss,
         "augment": args.augment,
+        "norm": args.norm,
         "seed": args.seed,
         "patience": args.patience,
         "select": args.select,
@@ -512,6 +516,7 @@ def _add_crossval(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--select", choices=("best", "last"), default="last", help="epoch kept per run (default last)")
     p.add_argument("--augment", choices=AUGMENT_CHOICES, help="augmentation (results: P+AUGMENT)")
     p.add_argument("--loss", choices=LOSS_CHOICES, help="loss (results named P+LOSS)")
+    p.add_argument("--norm", choices=NORM_CHOICES, help="normalization after each convolution (results P+NORM)")
     p.add_argument("--seed", type=int, default=0, help="fold and training seed (default 0)")
     p.add_argument("--train-seed", type=int, help="training seed on the folds of --seed (results P+seedN)")
     p.add_argument("--context", type=int, help="2.5-D: neighbouring slices per side as input (results P+ctxN)")
@@ -522,6 +527,7 @@ def _add_crossval(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--work", type=Path, default=Path("runs/crossval"), help="folder for the fold models")
     p.add_argument("--reuse-models", action="store_true", help="score fold models already in --work, train the rest")
+    p.add_argument("--resume", action="store_true", help="continue killed fold trainings from their last epoch")
     p.add_argument("--tta", action="store_true", help="score every fold without and with flip test-time augmentation")
     p.add_argument("--out", type=Path, required=True, help="CSV: one row per preset, tta, post, fold, case, region")
     p.set_defaults(run=_run_crossval)
@@ -535,7 +541,7 @@ def _run_crossval(args: argparse.Namespace) -> int:
     overrides = {"batch_size": args.batch_size, "precision": args.precision, "select": args.select}
     if args.epochs:
         overrides["epochs"] = args.epochs
-    overrides.update({k: getattr(args, k) for k in ("augment", "loss") if getattr(args, k)})
+    overrides.update({k: getattr(args, k) for k in ("augment", "loss", "norm") if getattr(args, k)})
     tta_options = (False, True) if args.tta else (False,)
     rows = run_crossval(
         settings.data_dir,
@@ -555,6 +561,7 @@ def _run_crossval(args: argparse.Namespace) -> int:
         folds=args.only_folds,
         tta_options=tta_options,
         reuse_models=args.reuse_models,
+        resume=args.resume,
         progress=print,
     )
     args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -71,6 +71,7 @@ def run_crossval(
     folds: Sequence[int] | None = None,
     tta_options: Sequence[bool] = (False,),
     reuse_models: bool = False,
+    resume: bool = False,
     progress: Callable[[str], None] | None = None,
 ) -> list[dict[str, object]]:
     """Train and score every (preset, fold); return one row per (preset, tta, post, case, region).
@@ -97,6 +98,8 @@ def run_crossval(
         tta_options: Score without (False) and/or with (True) left-right flip test-time augmentation.
         reuse_models: Keep a fold model that already exists in ``out_dir`` instead of retraining
             it (to score new inference variants of a finished cross-validation).
+        resume: Continue a fold whose training was killed from its last finished epoch
+            (``train(..., resume=True)``) instead of starting it afresh.
         progress: Called with a line of text after each fold.
     """
     # Imported here: these load Keras, which summarising CSVs does not need.
@@ -129,6 +132,7 @@ def run_crossval(
                     [folders[c] for c in split["val"]],
                     model_path,
                     cache_dir=cache_dir,
+                    resume=resume,
                     verbose=0,
                     extra_info={"split": split, "preset": recipe, "fold": fold},
                 )
@@ -158,7 +162,7 @@ def run_crossval(
 
 
 #: Training settings that define a recipe: overriding one names a new recipe in the results.
-RECIPE_FIELDS = ("loss", "augment")
+RECIPE_FIELDS = ("loss", "augment", "norm")
 
 
 def _decoding_of(post: PostprocessConfig) -> tuple[str, tuple[float, float, float]]:

@@ -21,6 +21,11 @@ Output                 1x1 Conv2D + softmax over 4 classes, float32 under any
                        precision policy
 =====================  =====================================================
 
+Beyond the seed, ``ModelConfig.norm`` can put a normalization layer between each 3x3
+convolution and its ReLU: ``batch`` (Ioffe and Szegedy 2015) or ``instance`` (Ulyanov et
+al. 2016, nnU-Net's choice: per slice and channel, so it does not depend on which slices
+share a batch). The seed's network has none (``norm="none"``, the default).
+
 Loss (categorical cross-entropy), optimiser (Adam 1e-3) and mixed precision are
 set in :mod:`neuroinsight.training`; this module only builds the network.
 """
@@ -35,6 +40,7 @@ import keras
 from keras import layers, ops
 
 GATE_PREFIX = "attention_gate"
+NORMS = ("none", "batch", "instance")
 
 
 @keras.saving.register_keras_serializable(package="neuroinsight")
@@ -95,6 +101,7 @@ class ModelConfig:
         n_classes: Output classes (background, NCR/NET, edema, enhancing).
         filters: Encoder filters per level (seed: 32, 64, 128).
         bottleneck: Bottleneck filters (seed: 256).
+        norm: Normalization after each 3x3 convolution, one of ``NORMS`` (seed: ``none``).
     """
 
     input_channels: int = 2
@@ -102,6 +109,7 @@ class ModelConfig:
     n_classes: int = 4
     filters: tuple[int, ...] = (32, 64, 128)
     bottleneck: int = 256
+    norm: str = "none"
 
     def to_dict(self) -> dict:
         """JSON-ready form."""
@@ -115,12 +123,32 @@ class ModelConfig:
         return cls(**values)
 
 
-def conv_block(x, filters: int, name: str):
-    """Two 3x3 ``Conv2D`` + ReLU (the seed's encoder/decoder block)."""
+def conv_relu(x, filters: int, name: str, norm: str = "none"):
+    """3x3 ``Conv2D`` + ReLU, with ``norm`` between them unless it is ``"none"`` (the seed)."""
+    plain = norm == "none"
+    # With a normalization its own shift replaces the convolution's bias.
+    x = layers.Conv2D(
+        filters,
+        3,
+        padding="same",
+        activation="relu" if plain else None,
+        use_bias=plain,
+        kernel_initializer="he_normal",
+        name=name,
+    )(x)
+    if plain:
+        return x
+    if norm == "batch":
+        x = layers.BatchNormalization(name=f"{name}_norm")(x)
+    else:
+        x = layers.GroupNormalization(groups=-1, name=f"{name}_norm")(x)  # one group per channel
+    return layers.ReLU(name=f"{name}_relu")(x)
+
+
+def conv_block(x, filters: int, name: str, norm: str = "none"):
+    """Two :func:`conv_relu` (the seed's encoder/decoder block)."""
     for i in (1, 2):
-        x = layers.Conv2D(
-            filters, 3, padding="same", activation="relu", kernel_initializer="he_normal", name=f"{name}_conv{i}"
-        )(x)
+        x = conv_relu(x, filters, f"{name}_conv{i}", norm)
     return x
 
 
@@ -135,6 +163,8 @@ def build_attention_unet(config: ModelConfig = ModelConfig(), *, dtype_policy: s
     Returns:
         A ``keras.Model`` mapping ``(B, S, S, C)`` to class probabilities ``(B, S, S, K)``.
     """
+    if config.norm not in NORMS:
+        raise ValueError(f"norm must be one of {NORMS}, got {config.norm!r}.")
     previous = keras.config.dtype_policy()
     if dtype_policy is not None:
         keras.config.set_dtype_policy(dtype_policy)
@@ -143,19 +173,17 @@ def build_attention_unet(config: ModelConfig = ModelConfig(), *, dtype_policy: s
         x = inputs
         skips = []
         for level, filters in enumerate(config.filters, start=1):
-            x = conv_block(x, filters, f"encoder{level}")
+            x = conv_block(x, filters, f"encoder{level}", config.norm)
             skips.append(x)
             x = layers.MaxPooling2D(2, name=f"pool{level}")(x)
-        x = conv_block(x, config.bottleneck, "bottleneck")
+        x = conv_block(x, config.bottleneck, "bottleneck", config.norm)
         for level in range(len(config.filters), 0, -1):
             filters = config.filters[level - 1]
             x = layers.UpSampling2D(2, name=f"up{level}")(x)
-            x = layers.Conv2D(
-                filters, 3, padding="same", activation="relu", kernel_initializer="he_normal", name=f"up{level}_conv"
-            )(x)
+            x = conv_relu(x, filters, f"up{level}_conv", config.norm)
             gated, _ = AttentionGate(filters, name=f"{GATE_PREFIX}{level}")([skips[level - 1], x])
             x = layers.Concatenate(name=f"merge{level}")([x, gated])
-            x = conv_block(x, filters, f"decoder{level}")
+            x = conv_block(x, filters, f"decoder{level}", config.norm)
         logits = layers.Conv2D(config.n_classes, 1, name="logits")(x)
         outputs = layers.Activation("softmax", dtype="float32", name="probabilities")(logits)
         return keras.Model(inputs, outputs, name="attention_unet")
@@ -188,7 +216,9 @@ def model_config_of(model: keras.Model) -> ModelConfig:
         layer.filters for layer in model.layers if layer.name.startswith("encoder") and layer.name.endswith("_conv1")
     )
     bottleneck = model.get_layer("bottleneck_conv1").filters
-    return ModelConfig(int(channels), int(size), int(model.output_shape[-1]), filters, int(bottleneck))
+    norms = {"BatchNormalization": "batch", "GroupNormalization": "instance"}
+    norm = next((norms[type(layer).__name__] for layer in model.layers if type(layer).__name__ in norms), "none")
+    return ModelConfig(int(channels), int(size), int(model.output_shape[-1]), filters, int(bottleneck), norm)
 
 
 def with_precision(model: keras.Model, dtype_policy: str) -> keras.Model:

@@ -38,7 +38,7 @@ from keras import ops
 from neuroinsight.augmentation import PRESETS, AugmentConfig
 from neuroinsight.data import SliceDataset
 from neuroinsight.errors import InputError
-from neuroinsight.model import ModelConfig, build_attention_unet, load_model, logits_view
+from neuroinsight.model import NORMS, ModelConfig, build_attention_unet, load_model, logits_view
 from neuroinsight.preprocessing import DEFAULT_PREPROCESS, N_CLASSES, SEED_PREPROCESS, PreprocessConfig
 
 logger = logging.getLogger(__name__)
@@ -56,6 +56,7 @@ class TrainConfig:
         preprocess: Input pipeline (its ``modalities`` fix the input channels).
         filters: Encoder filters per level.
         bottleneck: Bottleneck filters.
+        norm: Normalization after each convolution (``model.NORMS``; the seed's ``none``).
         epochs: Maximum epochs.
         batch_size: Slices per step (seed: 2).
         learning_rate: Adam learning rate (seed: 1e-3).
@@ -76,6 +77,7 @@ class TrainConfig:
     preprocess: PreprocessConfig = DEFAULT_PREPROCESS
     filters: tuple[int, ...] = (32, 64, 128)
     bottleneck: int = 256
+    norm: str = "none"
     epochs: int = 25
     batch_size: int = 2
     learning_rate: float = 1e-3
@@ -94,6 +96,8 @@ class TrainConfig:
             raise InputError(f"loss must be one of {LOSSES}, got {self.loss!r}.")
         if self.select not in ("best", "last"):
             raise InputError(f"select must be best or last, got {self.select!r}.")
+        if self.norm not in NORMS:
+            raise InputError(f"norm must be one of {NORMS}, got {self.norm!r}.")
         if self.augment not in PRESETS:
             raise InputError(f"augment must be one of {tuple(PRESETS)}, got {self.augment!r}.")
         if self.epochs < 1 or self.batch_size < 1 or self.learning_rate <= 0:
@@ -116,6 +120,7 @@ class TrainConfig:
             n_classes=N_CLASSES,
             filters=self.filters,
             bottleneck=self.bottleneck,
+            norm=self.norm,
         )
 
     def with_input(

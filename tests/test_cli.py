@@ -221,11 +221,13 @@ def test_evaluate_records_only_patients_the_model_never_trained_on(phantom_data_
 
 def test_parser_choices_agree_with_the_package():
     from neuroinsight.augmentation import PRESETS
-    from neuroinsight.cli import AUGMENT_CHOICES, DECODE_CHOICES, LOSS_CHOICES, PLANE_CHOICES
+    from neuroinsight.cli import AUGMENT_CHOICES, DECODE_CHOICES, LOSS_CHOICES, NORM_CHOICES, PLANE_CHOICES
+    from neuroinsight.model import NORMS
     from neuroinsight.preprocessing import DECODINGS, PLANE_AXES
     from neuroinsight.training import LOSSES
 
     assert LOSS_CHOICES == LOSSES
+    assert NORM_CHOICES == NORMS
     assert tuple(PRESETS) == AUGMENT_CHOICES
     assert DECODE_CHOICES == DECODINGS
     assert tuple(PLANE_AXES) == PLANE_CHOICES

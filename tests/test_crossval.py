@@ -124,6 +124,17 @@ def test_crossval_without_validation_patients_trains_on_every_other_patient(phan
     coronal_info = json.loads((tmp_path / "improved+coronal+val0_fold0.json").read_text())
     assert coronal_info["preprocess"]["plane"] == "coronal" and coronal_info["split"] == split
 
+    # Instance normalization, with resume on: no killed run to continue, so the fold trains
+    # afresh (test_model.py kills and resumes a training run for real).
+    norm_overrides = {**overrides, "norm": "instance"}
+    norm_rows = run_crossval(
+        phantom_data_dir, ["improved"], tmp_path, n_val=0, resume=True, **common | {"overrides": norm_overrides}
+    )
+    assert {r["preset"] for r in norm_rows} == {"improved+instance+val0"}
+    norm_model = load_model(tmp_path / "improved+instance+val0_fold0.keras")
+    assert any(type(layer).__name__ == "GroupNormalization" for layer in norm_model.layers)
+    assert json.loads((tmp_path / "improved+instance+val0_fold0.json").read_text())["epochs_run"] == TINY_RUN["epochs"]
+
 
 def test_recipe_name_marks_overridden_loss_or_augmentation():
     from dataclasses import replace
@@ -137,6 +148,7 @@ def test_recipe_name_marks_overridden_loss_or_augmentation():
     improved = PRESET_CONFIGS["improved"]
     assert recipe_name("improved", improved.with_input(context=1)) == "improved+ctx1"
     assert recipe_name("four", replace(four, augment="robust").with_input(plane="coronal")) == "four+robust+coronal"
+    assert recipe_name("four", replace(four, augment="robust", norm="instance")) == "four+robust+instance"
 
 
 def _row(post: str, case: str, fold: int, region: str, dice: float, volume_error: float) -> dict:

@@ -84,6 +84,27 @@ def test_safe_mode_round_trip_gives_identical_outputs(tmp_path):
     assert gate.get_config()["inter_channels"] == 4
 
 
+@pytest.mark.parametrize(("norm", "per_channel"), [("batch", 4), ("instance", 2)])
+def test_normalized_variant_round_trips_and_reads_back_its_norm(tmp_path, norm, per_channel):
+    config = replace(TINY, norm=norm)
+    model = build_attention_unet(config)
+    assert model_config_of(model) == config
+    # Each 3x3 convolution trades its bias for the normalization's weights (BatchNormalization
+    # also keeps a moving mean and variance); the gates and the output layer are unchanged.
+    convs = [layer for layer in model.layers if type(layer).__name__ == "Conv2D" and layer.name != "logits"]
+    extra = sum((per_channel - 1) * layer.filters for layer in convs)
+    assert model.count_params() == build_attention_unet(TINY).count_params() + extra
+    model.save(tmp_path / "m.keras")
+    loaded = load_model(tmp_path / "m.keras")
+    x = np.random.default_rng(2).normal(size=(2, 32, 32, 2)).astype(np.float32)
+    np.testing.assert_array_equal(np.asarray(model(x)), np.asarray(loaded(x)))
+    assert model_config_of(loaded) == config and model_config_of(with_precision(loaded, "mixed_bfloat16")) == config
+    with pytest.raises(ValueError, match="norm must be one of"):
+        build_attention_unet(replace(TINY, norm="layer"))
+    with pytest.raises(InputError, match="norm must be one of"):
+        replace(TINY_TRAIN, norm="layer")
+
+
 def test_logits_view_shares_the_weights():
     model = build_attention_unet(TINY)
     x = np.random.default_rng(1).normal(size=(2, 32, 32, 2)).astype(np.float32)
