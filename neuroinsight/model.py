@@ -65,9 +65,12 @@ class AttentionGate(layers.Layer):
     def __init__(self, inter_channels: int, **kwargs) -> None:
         super().__init__(**kwargs)
         self.inter_channels = int(inter_channels)
-        self.theta_skip = layers.Conv2D(self.inter_channels, 1, use_bias=False, name="theta_skip")
-        self.phi_gating = layers.Conv2D(self.inter_channels, 1, name="phi_gating")
-        self.psi = layers.Conv2D(1, 1, name="psi")
+        # The gate's own policy, not the global one: a model saved under mixed precision and
+        # loaded elsewhere must not mix bfloat16 skips with float32 coefficients.
+        policy = self.dtype_policy
+        self.theta_skip = layers.Conv2D(self.inter_channels, 1, use_bias=False, dtype=policy, name="theta_skip")
+        self.phi_gating = layers.Conv2D(self.inter_channels, 1, dtype=policy, name="phi_gating")
+        self.psi = layers.Conv2D(1, 1, dtype=policy, name="psi")
 
     def build(self, input_shape: Sequence[tuple]) -> None:
         skip_shape, gating_shape = input_shape

@@ -74,8 +74,10 @@ def test_attention_coefficients_in_unit_interval_with_skip_shape():
         assert alpha.min() >= 0 and alpha.max() <= 1
 
 
-def test_safe_mode_round_trip_gives_identical_outputs(tmp_path):
-    model = build_attention_unet(TINY)
+@pytest.mark.parametrize("policy", ["float32", "mixed_bfloat16"])
+def test_safe_mode_round_trip_gives_identical_outputs(tmp_path, policy):
+    # Under mixed precision too: training saves bfloat16 models, and a loaded one must run as is.
+    model = build_attention_unet(TINY, dtype_policy=policy)
     model.save(tmp_path / "m.keras")
     loaded = load_model(tmp_path / "m.keras")
     x = np.random.rand(2, 32, 32, 2).astype(np.float32)
