@@ -40,7 +40,13 @@ import keras
 from keras import layers, ops
 
 GATE_PREFIX = "attention_gate"
-NORMS = ("none", "batch", "instance")
+#: Normalization layer class and arguments per ``ModelConfig.norm`` beyond the seed's ``none``:
+#: ``conv_relu`` builds from this table and ``model_config_of`` reads it back.
+NORM_LAYERS: dict[str, tuple[type[layers.Layer], dict]] = {
+    "batch": (layers.BatchNormalization, {}),
+    "instance": (layers.GroupNormalization, {"groups": -1}),  # one group per channel
+}
+NORMS = ("none", *NORM_LAYERS)
 
 
 @keras.saving.register_keras_serializable(package="neuroinsight")
@@ -141,10 +147,8 @@ def conv_relu(x, filters: int, name: str, norm: str = "none"):
     )(x)
     if plain:
         return x
-    if norm == "batch":
-        x = layers.BatchNormalization(name=f"{name}_norm")(x)
-    else:
-        x = layers.GroupNormalization(groups=-1, name=f"{name}_norm")(x)  # one group per channel
+    layer_class, kwargs = NORM_LAYERS[norm]
+    x = layer_class(name=f"{name}_norm", **kwargs)(x)
     return layers.ReLU(name=f"{name}_relu")(x)
 
 
@@ -219,8 +223,8 @@ def model_config_of(model: keras.Model) -> ModelConfig:
         layer.filters for layer in model.layers if layer.name.startswith("encoder") and layer.name.endswith("_conv1")
     )
     bottleneck = model.get_layer("bottleneck_conv1").filters
-    norms = {"BatchNormalization": "batch", "GroupNormalization": "instance"}
-    norm = next((norms[type(layer).__name__] for layer in model.layers if type(layer).__name__ in norms), "none")
+    layer = next((layer for layer in model.layers if layer.name == "bottleneck_conv1_norm"), None)
+    norm = next((norm for norm, (cls, _) in NORM_LAYERS.items() if isinstance(layer, cls)), "none")
     return ModelConfig(int(channels), int(size), int(model.output_shape[-1]), filters, int(bottleneck), norm)
 
 

@@ -354,7 +354,8 @@ def train(
             when ``config.select`` is ``"last"``.
         out: Path of the best model (``.keras``).
         cache_dir: Preprocessed-slice cache (None: re-read each case's NIfTI files every epoch).
-        resume: Continue a killed run from its backup; otherwise start afresh.
+        resume: Continue a killed run from its backup; without a backup (none was killed),
+            start afresh.
         strategy: ``auto``, ``none`` or ``mirrored``.
         verbose: Keras progress-bar setting.
         progress: Called as ``progress(epoch, epochs)`` after each epoch.
@@ -366,7 +367,9 @@ def train(
     out.parent.mkdir(parents=True, exist_ok=True)
     backup = out.parent / f".{out.stem}.backup"
     log_path = out.with_suffix(".log.csv")
-    if not resume:
+    if not (resume and backup.exists()):
+        # Nothing to continue (a fresh run, or a finished one whose backup Keras deleted): an
+        # old log would otherwise gain this run's epochs after its own (CSVLogger appends).
         shutil.rmtree(backup, ignore_errors=True)
         log_path.unlink(missing_ok=True)
     if not val_dirs and config.select == "best":
