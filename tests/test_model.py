@@ -154,14 +154,13 @@ def test_training_lowers_the_loss_and_resumes(phantom_data_dir, tmp_path):
         verbose=0,
     )
     assert resumed.epochs_run == 2  # only epochs 3 and 4 ran
-    epochs = [int(r.split(",")[0]) for r in killed.with_suffix(".log.csv").read_text().strip().splitlines()[1:]]
-    assert epochs == [0, 1, 2, 3]
+    assert read_history(killed.with_suffix(".log.csv"))["epoch"] == [0, 1, 2, 3]
     # Resuming a finished run (Keras deleted its backup) starts afresh, with a fresh log.
     again = train(
         replace(config, epochs=1), dirs[:4], dirs[4:5], killed, cache_dir=tmp_path / "cache", resume=True, verbose=0
     )
     assert again.epochs_run == 1
-    assert [r.split(",")[0] for r in killed.with_suffix(".log.csv").read_text().strip().splitlines()[1:]] == ["0"]
+    assert read_history(killed.with_suffix(".log.csv"))["epoch"] == [0]
 
 
 def test_training_without_validation_patients_keeps_the_last_epoch(phantom_data_dir, tmp_path):
