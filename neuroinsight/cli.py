@@ -21,14 +21,15 @@ from neuroinsight.errors import InputError
 
 logger = logging.getLogger(__name__)
 
-#: ``training.LOSSES``, ``augmentation.PRESETS``, ``model.NORMS``, ``preprocessing.DECODINGS`` and
-#: ``PLANE_AXES``, spelled out so that building the parser does not import Keras (tests/test_cli.py
-#: checks that they agree).
+#: ``training.LOSSES``, ``augmentation.PRESETS``, ``model.NORMS``, ``preprocessing.DECODINGS``,
+#: ``PLANE_AXES`` and ``crossval.CROSSVAL_EPOCHS``, spelled out so that building the parser does
+#: not import Keras (tests/test_cli.py checks that they agree).
 LOSS_CHOICES = ("ce", "ce_dice", "ce_region_dice")
 AUGMENT_CHOICES = ("none", "flips", "robust", "strong", "lowres", "moddrop")
 NORM_CHOICES = ("none", "batch", "instance")
 DECODE_CHOICES = ("argmax", "regions")
 PLANE_CHOICES = ("axial", "coronal")
+CROSSVAL_EPOCHS = 30
 
 
 def _settings(args: argparse.Namespace) -> Settings:
@@ -510,7 +511,9 @@ def _add_crossval(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--presets", nargs="+", default=["seed", "improved", "four"], help="presets to compare")
     p.add_argument("--folds", type=int, default=4, help="number of folds (default 4)")
     p.add_argument("--only-folds", type=int, nargs="+", help="run only these folds (parallel runs)")
-    p.add_argument("--epochs", type=int, help="epochs per run (preset default otherwise)")
+    p.add_argument(
+        "--epochs", type=int, default=CROSSVAL_EPOCHS, help=f"epochs per fold (default {CROSSVAL_EPOCHS}; others: P+eN)"
+    )
     p.add_argument("--batch-size", type=int, default=16, help="slices per step (default 16)")
     p.add_argument("--precision", default="mixed_bfloat16", help="training and inference precision")
     p.add_argument("--select", choices=("best", "last"), default="last", help="epoch kept per run (default last)")
@@ -539,8 +542,6 @@ def _run_crossval(args: argparse.Namespace) -> int:
 
     settings = _settings(args)
     overrides = {"batch_size": args.batch_size, "precision": args.precision, "select": args.select}
-    if args.epochs:
-        overrides["epochs"] = args.epochs
     overrides.update({k: getattr(args, k) for k in ("augment", "loss", "norm") if getattr(args, k)})
     tta_options = (False, True) if args.tta else (False,)
     rows = run_crossval(
@@ -554,6 +555,7 @@ def _run_crossval(args: argparse.Namespace) -> int:
         context=args.context,
         image_size=args.image_size,
         plane=args.plane,
+        epochs=args.epochs,
         overrides=overrides,
         posts=POST_VARIANTS,
         precision=args.precision,

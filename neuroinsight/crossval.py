@@ -32,6 +32,9 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
+#: Epochs of every fold training in the model card's cross-validations (``crossval --epochs``).
+CROSSVAL_EPOCHS = 30
+
 #: Post-processing variants scored on the same predictions, so that each is on by default
 #: only where cross-validation shows it helps. Removing small components instead of all but
 #: the largest would keep a second lesion of a multifocal tumor. Relabelling a small total
@@ -64,6 +67,7 @@ def run_crossval(
     context: int | None = None,
     image_size: int | None = None,
     plane: str | None = None,
+    epochs: int | None = None,
     overrides: dict | None = None,
     posts: dict[str, PostprocessConfig] | None = None,
     precision: str = "mixed_bfloat16",
@@ -90,6 +94,8 @@ def run_crossval(
         context: Neighbouring slices per side as extra input channels (2.5-D; None: the preset's).
         image_size: Side of the network input in pixels (None: the preset's); recipe ``...+sN``.
         plane: Slicing plane (None: the preset's axial); recipe ``...+coronal``.
+        epochs: Epochs per fold training, over ``overrides`` (None: the overrides' or the
+            preset's); recipe ``...+eN`` unless it is the cards' standard :data:`CROSSVAL_EPOCHS`.
         overrides: Fields replaced in every preset's ``TrainConfig`` (e.g. epochs).
         posts: Named post-processing variants scored on the same predictions.
         precision: Inference precision.
@@ -114,11 +120,15 @@ def run_crossval(
         training_seed = seed if train_seed is None else train_seed
         config: TrainConfig = replace(PRESET_CONFIGS[preset], seed=training_seed, **(overrides or {}))
         config = config.with_input(context=context, image_size=image_size, plane=plane)
+        if epochs is not None:
+            config = replace(config, epochs=epochs)
         recipe = recipe_name(preset, config)
         # Named from the argument, not the config: tests shrink the input through overrides.
         if image_size is not None and image_size != PRESET_CONFIGS[preset].preprocess.image_size:
             recipe += f"+s{image_size}"
         recipe += "" if n_val == 1 else f"+val{n_val}"
+        # A longer run of the same recipe must not overwrite the standard run's fold models.
+        recipe += "" if epochs in (None, CROSSVAL_EPOCHS) else f"+e{epochs}"
         recipe += "" if training_seed == seed else f"+seed{training_seed}"
         for fold in folds if folds is not None else range(n_folds):
             split = split_cases(grades, n_val=n_val, seed=seed, n_folds=n_folds, fold=fold)

@@ -220,6 +220,7 @@ def test_evaluate_records_only_patients_the_model_never_trained_on(phantom_data_
 
 
 def test_parser_choices_agree_with_the_package():
+    from neuroinsight import cli, crossval
     from neuroinsight.augmentation import PRESETS
     from neuroinsight.cli import AUGMENT_CHOICES, DECODE_CHOICES, LOSS_CHOICES, NORM_CHOICES, PLANE_CHOICES
     from neuroinsight.model import NORMS
@@ -231,6 +232,7 @@ def test_parser_choices_agree_with_the_package():
     assert tuple(PRESETS) == AUGMENT_CHOICES
     assert DECODE_CHOICES == DECODINGS
     assert tuple(PLANE_AXES) == PLANE_CHOICES
+    assert cli.CROSSVAL_EPOCHS == crossval.CROSSVAL_EPOCHS
 
 
 def test_segment_ensemble_runs_both_shipped_models_and_says_so(phantom_dir, tiny_models_dir, tmp_path, capsys):

@@ -108,6 +108,14 @@ def test_crossval_without_validation_patients_trains_on_every_other_patient(phan
     sites = {site_of(c) for c in split["train"]}  # phantom ids carry no site: each is its own
     assert {r["train_sites"] for r in rows} == {" ".join(sorted(sites))}
 
+    # A longer training of the same recipe: named by its epochs, so the standard run's fold
+    # model stays as it was (the argument wins over the overrides' epoch count).
+    standard = tmp_path / "improved+val0_fold0.keras"
+    stamp = standard.stat().st_mtime_ns
+    longer = run_crossval(phantom_data_dir, ["improved"], tmp_path, n_val=0, epochs=2, **common)
+    assert {r["preset"] for r in longer} == {"improved+val0+e2"} and standard.stat().st_mtime_ns == stamp
+    assert json.loads((tmp_path / "improved+val0+e2_fold0.json").read_text())["epochs_run"] == 2
+
     # 2.5-D input at another input size: a separate recipe whose network reads each modality's
     # neighbouring slices too, at 40x40 instead of the overridden 32x32.
     context_rows = run_crossval(phantom_data_dir, ["improved"], tmp_path, n_val=0, context=1, image_size=40, **common)
