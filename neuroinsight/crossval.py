@@ -96,7 +96,8 @@ def run_crossval(
         plane: Slicing plane (None: the preset's axial); recipe ``...+coronal``.
         epochs: Epochs per fold training, over ``overrides`` (None: the overrides' or the
             preset's); recipe ``...+eN`` unless it is the cards' standard :data:`CROSSVAL_EPOCHS`.
-        overrides: Fields replaced in every preset's ``TrainConfig`` (e.g. epochs).
+        overrides: Fields replaced in every preset's ``TrainConfig`` (e.g. batch size, or the tiny
+            network of a test; ``epochs`` here is replaced by the ``epochs`` argument when given).
         posts: Named post-processing variants scored on the same predictions.
         precision: Inference precision.
         cache_dir: Preprocessed-slice cache.
