@@ -111,6 +111,31 @@ def _open(page, name: str) -> None:
     _settle(page)
 
 
+def _chart_image(page, timeout_s: float = 60) -> bytes:
+    """A screenshot of the first chart, once two captures half a second apart agree.
+
+    After a rerun Streamlit may replace the chart element between locating and capturing it
+    ("Element is not attached to the DOM"), and Plotly draws the new slice a moment after the
+    element appears; waiting for a stable capture compares what the app settled on.
+    """
+    from playwright.sync_api import Error as PlaywrightError
+
+    deadline = time.time() + timeout_s
+    previous = None
+    while time.time() < deadline:
+        try:
+            image = page.locator("[data-testid='stPlotlyChart']").first.screenshot(timeout=timeout_s * 1000)
+        except PlaywrightError as error:
+            if "not attached" not in str(error):
+                raise
+            image = None
+        if image is not None and image == previous:
+            return image
+        previous = image
+        page.wait_for_timeout(500)
+    pytest.fail(f"the chart did not settle within {timeout_s} s")
+
+
 def _no_exception(page) -> None:
     assert page.locator("[data-testid='stException']").count() == 0, page.locator(
         "[data-testid='stException']"
@@ -141,16 +166,14 @@ def test_demo_case_through_every_page(server, browser, tmp_path):
     page.screenshot(path=shots / "upload.png", full_page=True)
 
     _open(page, "Viewer")
-    image = page.locator("[data-testid='stPlotlyChart']").first
-    image.wait_for(timeout=60_000)
-    before = image.screenshot()
+    before = _chart_image(page)
     slider = page.get_by_role("slider").last
     slider.focus()
     for _ in range(12):
         page.keyboard.press("ArrowRight")
     page.wait_for_timeout(1500)
     _settle(page)
-    after = page.locator("[data-testid='stPlotlyChart']").first.screenshot()
+    after = _chart_image(page)
     assert before != after, "the displayed slice did not change after moving the slider"
     _no_exception(page)
     page.screenshot(path=shots / "viewer.png", full_page=True)
