@@ -8,6 +8,7 @@ images of ~0.2 MB), never a whole volume.
 
 from __future__ import annotations
 
+import html
 from collections.abc import Iterable, Mapping, Sequence
 
 import cv2
@@ -269,21 +270,25 @@ def gray_rgb(gray: NDArray[np.uint8]) -> NDArray[np.uint8]:
     return np.repeat(gray[..., None], 3, axis=-1)
 
 
-def legend_markdown(layer: str) -> str:
-    """A colour legend for the current layer, as Markdown with coloured text."""
+def legend_html(layer: str) -> str:
+    """A colour legend for the current layer, each swatch in the exact colour drawn on the slice.
+
+    HTML rather than Streamlit's named Markdown colours: those are theme colours (its "orange" is
+    not the overlay's yellow), and a legend must match what it explains.
+    """
     if layer == "error map (WT)":
         entries = list(ERROR_COLORS.items())
     elif layer in ATTENTION_LAYERS or layer == "uncertainty":
         return "Colour scale: blue = 0 (low), red = 1 (high)."
     else:
         entries = list(LABEL_COLORS.values())
-    return "  \n".join(f":{_named(color)}[■] {name}" for name, color in entries)
+    return "<br>".join(
+        f'<span style="color:{_hex(color)}">&#9632;</span> {html.escape(name)}' for name, color in entries
+    )
 
 
-def _named(rgb: tuple[int, int, int]) -> str:
-    """Closest Streamlit Markdown colour name."""
-    palette = {"red": (230, 57, 70), "green": (46, 204, 113), "orange": (255, 209, 26), "blue": (52, 152, 219)}
-    return min(palette, key=lambda n: sum((a - b) ** 2 for a, b in zip(palette[n], rgb, strict=True)))
+def _hex(rgb: tuple[int, int, int]) -> str:
+    return "#{:02x}{:02x}{:02x}".format(*rgb)
 
 
 # --------------------------------------------------------------------------- teaching figures

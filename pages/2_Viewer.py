@@ -24,7 +24,7 @@ with controls:
         ["uncertainty"] if seg.uncertainty is not None else []
     )
     layer = st.radio("Layer", layers)
-    st.markdown(viz.legend_markdown(layer))
+    st.markdown(viz.legend_html(layer), unsafe_allow_html=True)
     members = result.model_info.get("ensemble")
     if members and layer in viz.ATTENTION_LAYERS:
         st.caption(f"Ensemble: these are the gates of {members[0]['model']}, the first of its models.")
