@@ -38,6 +38,17 @@ METRIC_NAMES = (
     "volume_diff_ml",
     "volume_error_pct",
 )
+#: Column headers for people (tables in the app and the report); files keep ``METRIC_NAMES``.
+METRIC_LABELS: dict[str, str] = {
+    "dice": "Dice",
+    "iou": "IoU",
+    "sensitivity": "Sensitivity",
+    "specificity": "Specificity",
+    "precision": "Precision",
+    "hd95_mm": "HD95 (mm)",
+    "volume_diff_ml": "Volume difference (cm³)",
+    "volume_error_pct": "Volume error (%)",
+}
 
 
 @dataclass(frozen=True)

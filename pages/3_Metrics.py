@@ -34,7 +34,7 @@ else:
         if note:
             st.warning(note, icon=":material/school:")
         table = pd.DataFrame([{"region": r, **s.to_dict()} for r, s in result.scores.items()])
-        st.dataframe(table.round(4), hide_index=True)
+        st.dataframe(table.round(4).rename(columns=metrics.METRIC_LABELS), hide_index=True)
         st.caption("HD95 in mm from the voxel spacing; empty-mask rule as in BraTS (both empty: Dice 1, HD95 0).")
         curves = {
             r: metrics.per_slice_dice(seg.labels, case.label, labels) for r, labels in metrics.BRATS_REGIONS.items()

@@ -70,6 +70,9 @@ def test_metrics_and_report_pages_with_a_case(demo_session):
     metrics = _with_result("pages/3_Metrics.py", demo_session)
     assert not metrics.exception
     assert len(metrics.dataframe) >= 2  # volumes and per-region scores (the demo has ground truth)
+    scores = metrics.dataframe[1].value
+    assert list(scores["region"]) == ["WT", "TC", "ET"]
+    assert {"Dice", "HD95 (mm)", "Volume error (%)"} <= set(scores.columns)  # headers for people, not field names
     assert not any("overstate" in w.value for w in metrics.warning)  # no model trained on the demo
     result = demo_session.session_state["result"]
     seen = replace(result, model_info={**result.model_info, "train_cases": [result.case.case_id]})
