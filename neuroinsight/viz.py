@@ -8,7 +8,6 @@ images of ~0.2 MB), never a whole volume.
 
 from __future__ import annotations
 
-import html
 from collections.abc import Iterable, Mapping, Sequence
 
 import cv2
@@ -270,25 +269,40 @@ def gray_rgb(gray: NDArray[np.uint8]) -> NDArray[np.uint8]:
     return np.repeat(gray[..., None], 3, axis=-1)
 
 
-def legend_html(layer: str) -> str:
-    """A colour legend for the current layer, each swatch in the exact colour drawn on the slice.
+#: What a heat-map layer (attention, uncertainty) shows instead of colour swatches.
+HEAT_SCALE = "Colour scale: blue = 0 (low), red = 1 (high)."
 
-    HTML rather than Streamlit's named Markdown colours: those are theme colours (its "orange" is
-    not the overlay's yellow), and a legend must match what it explains.
-    """
+
+def legend_entries(layer: str) -> list[tuple[str, tuple[int, int, int]]]:
+    """(name, RGB) of each colour the layer draws; empty for heat maps, which use ``HEAT_SCALE``."""
     if layer == "error map (WT)":
-        entries = list(ERROR_COLORS.items())
-    elif layer in ATTENTION_LAYERS or layer == "uncertainty":
-        return "Colour scale: blue = 0 (low), red = 1 (high)."
-    else:
-        entries = list(LABEL_COLORS.values())
-    return "<br>".join(
-        f'<span style="color:{_hex(color)}">&#9632;</span> {html.escape(name)}' for name, color in entries
+        return list(ERROR_COLORS.items())
+    if layer in ATTENTION_LAYERS or layer == "uncertainty":
+        return []
+    return list(LABEL_COLORS.values())
+
+
+def legend_figure(entries: Sequence[tuple[str, tuple[int, int, int]]]) -> go.Figure:
+    """A legend alone, each swatch in the exact colour drawn on the slice.
+
+    A Plotly legend rather than Markdown: Streamlit's named text colours are theme colours (its
+    "orange" is not the overlay's yellow), and the app renders no raw HTML.
+    """
+    fig = go.Figure()
+    for name, rgb in entries:
+        marker = {"symbol": "square", "size": 14, "color": "#{:02x}{:02x}{:02x}".format(*rgb)}
+        fig.add_trace(go.Scatter(x=[None], y=[None], mode="markers", name=name, marker=marker))
+    fig.update_layout(
+        height=30 * len(entries),
+        margin={"l": 0, "r": 0, "t": 0, "b": 0},
+        showlegend=True,
+        legend={"x": 0, "y": 1, "font": {"size": 14}},
+        xaxis={"visible": False},
+        yaxis={"visible": False},
+        plot_bgcolor="rgba(0,0,0,0)",
+        paper_bgcolor="rgba(0,0,0,0)",
     )
-
-
-def _hex(rgb: tuple[int, int, int]) -> str:
-    return "#{:02x}{:02x}{:02x}".format(*rgb)
+    return fig
 
 
 # --------------------------------------------------------------------------- teaching figures

@@ -24,7 +24,6 @@ with controls:
         ["uncertainty"] if seg.uncertainty is not None else []
     )
     layer = st.radio("Layer", layers)
-    st.markdown(viz.legend_html(layer), unsafe_allow_html=True)
     members = result.model_info.get("ensemble")
     if members and layer in viz.ATTENTION_LAYERS:
         st.caption(f"Ensemble: these are the gates of {members[0]['model']}, the first of its models.")
@@ -46,6 +45,11 @@ def slice_view() -> None:
     for column, (caption, rgb) in zip(columns, images, strict=True):
         column.plotly_chart(viz.image_figure(rgb), config={"displayModeBar": False}, key=f"img_{caption}")
         column.caption(caption)
+    legend = viz.legend_entries(layer)
+    if legend:
+        st.plotly_chart(viz.legend_figure(legend), config={"staticPlot": True}, key="legend")
+    else:
+        st.caption(viz.HEAT_SCALE)
 
 
 with view:

@@ -7,29 +7,31 @@ import numpy as np
 from neuroinsight import viz
 
 
-def _legend_colour(legend: str, name: str) -> str:
-    """The swatch colour on the legend line that names ``name``."""
-    (line,) = [line for line in legend.split("<br>") if line.endswith(name)]
-    return line.split("color:")[1][:7]
+def _swatches(layer: str) -> dict[str, str]:
+    """Legend name -> swatch colour, as the viewer's legend figure shows them."""
+    figure = viz.legend_figure(viz.legend_entries(layer))
+    return {trace.name: trace.marker.color for trace in figure.data}
 
 
 def test_label_legend_shows_the_colours_drawn_on_the_slice():
     labels = np.array([[1], [2], [4]])
     drawn = viz.overlay_labels(np.zeros((3, 1), np.uint8), labels, opacity=1.0)[:, 0]
-    legend = viz.legend_html("labels")
+    swatches = _swatches("labels")
+    assert len(swatches) == 3
     for (r, g, b), (name, _) in zip(drawn, viz.LABEL_COLORS.values(), strict=True):
-        assert _legend_colour(legend, name) == f"#{r:02x}{g:02x}{b:02x}", name
+        assert swatches[name] == f"#{r:02x}{g:02x}{b:02x}", name
 
 
 def test_error_legend_shows_the_colours_drawn_on_the_slice():
     pred = np.array([[True], [True], [False]])
     ref = np.array([[True], [False], [True]])
     drawn = viz.error_map(np.zeros((3, 1), np.uint8), pred, ref, opacity=1.0)[:, 0]
-    legend = viz.legend_html("error map (WT)")
+    swatches = _swatches("error map (WT)")
     for (r, g, b), name in zip(drawn, ("true positive", "false positive", "false negative"), strict=True):
-        assert _legend_colour(legend, name) == f"#{r:02x}{g:02x}{b:02x}", name
+        assert swatches[name] == f"#{r:02x}{g:02x}{b:02x}", name
 
 
 def test_heat_map_layers_get_a_colour_scale_instead_of_swatches():
-    assert viz.legend_html("uncertainty").startswith("Colour scale")
-    assert viz.legend_html("attention gate 2").startswith("Colour scale")
+    assert viz.legend_entries("uncertainty") == []
+    assert viz.legend_entries("attention gate 2") == []
+    assert viz.HEAT_SCALE.startswith("Colour scale")
