@@ -162,6 +162,8 @@ def test_demo_case_through_every_page(server, browser, tmp_path):
     page.get_by_role("tab", name="Demo case").click()
     page.get_by_role("button", name="Load the demo case").click()
     page.get_by_text("Demo case segmented").wait_for(timeout=240_000)
+    # The case summary under the tabs (volumes, grade) is the last part of the page to render.
+    page.get_by_text("Probability of high-grade glioma").wait_for(timeout=60_000)
     _no_exception(page)
     page.screenshot(path=shots / "upload.png", full_page=True)
 
