@@ -28,7 +28,15 @@ ERROR_COLORS: dict[str, tuple[int, int, int]] = {
     "false positive": (230, 57, 70),
     "false negative": (52, 152, 219),
 }
-REGION_COLORS = {"WT": "#2ecc71", "TC": "#e63946", "ET": "#ffd11a"}
+
+
+def hex_color(rgb: tuple[int, int, int]) -> str:
+    """``(230, 57, 70)`` -> ``"#e63946"``, the form Plotly takes."""
+    return "#{:02x}{:02x}{:02x}".format(*rgb)
+
+
+#: Region charts share the label overlay's colours: WT as edema, TC as the necrotic core, ET as itself.
+REGION_COLORS = {region: hex_color(LABEL_COLORS[label][1]) for region, label in (("WT", 2), ("TC", 1), ("ET", 4))}
 
 
 def plane_axis(plane: str) -> int:
@@ -290,7 +298,7 @@ def legend_figure(entries: Sequence[tuple[str, tuple[int, int, int]]]) -> go.Fig
     """
     fig = go.Figure()
     for name, rgb in entries:
-        marker = {"symbol": "square", "size": 14, "color": "#{:02x}{:02x}{:02x}".format(*rgb)}
+        marker = {"symbol": "square", "size": 14, "color": hex_color(rgb)}
         fig.add_trace(go.Scatter(x=[None], y=[None], mode="markers", name=name, marker=marker))
     fig.update_layout(
         height=30 * len(entries),

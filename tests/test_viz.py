@@ -20,6 +20,9 @@ def test_label_legend_shows_the_colours_drawn_on_the_slice():
     assert len(swatches) == 3
     for (r, g, b), (name, _) in zip(drawn, viz.LABEL_COLORS.values(), strict=True):
         assert swatches[name] == f"#{r:02x}{g:02x}{b:02x}", name
+    # Region charts (per-slice Dice, 3-D view) use the same colours: ET as ET, TC as NCR, WT as edema.
+    for region, label in (("ET", 4), ("TC", 1), ("WT", 2)):
+        assert viz.REGION_COLORS[region] == swatches[viz.LABEL_COLORS[label][0]], region
 
 
 def test_error_legend_shows_the_colours_drawn_on_the_slice():
