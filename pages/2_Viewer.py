@@ -45,15 +45,16 @@ def slice_view() -> None:
     for column, (caption, rgb) in zip(columns, images, strict=True):
         column.plotly_chart(viz.image_figure(rgb), config={"displayModeBar": False}, key=f"img_{caption}")
         column.caption(caption)
+
+
+with view:
+    slice_view()
+    # Below the fragment: the legend depends on the layer only, so a slider move need not resend it.
     legend = viz.legend_entries(layer)
     if legend:
         st.plotly_chart(viz.legend_figure(legend), config={"staticPlot": True}, key="legend")
     else:
         st.caption(viz.HEAT_SCALE)
-
-
-with view:
-    slice_view()
 
 with st.expander("3-D view of WT, TC and ET", expanded=False):
     st.plotly_chart(viz.mesh_figure(seg.labels, case.spacing_mm), key="mesh")
