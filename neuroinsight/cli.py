@@ -24,7 +24,7 @@ logger = logging.getLogger(__name__)
 #: ``training.LOSSES``, ``augmentation.PRESETS``, ``model.NORMS``, ``preprocessing.DECODINGS``,
 #: ``PLANE_AXES`` and ``crossval.CROSSVAL_EPOCHS``, spelled out so that building the parser does
 #: not import Keras (tests/test_cli.py checks that they agree).
-LOSS_CHOICES = ("ce", "ce_dice", "ce_region_dice")
+LOSS_CHOICES = ("ce", "ce_dice", "ce_region_dice", "wce_dice")
 AUGMENT_CHOICES = ("none", "flips", "robust", "strong", "lowres", "moddrop")
 NORM_CHOICES = ("none", "batch", "instance")
 DECODE_CHOICES = ("argmax", "regions")
@@ -127,7 +127,8 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--loss",
         choices=LOSS_CHOICES,
-        help="ce (seed), ce_dice (+ soft Dice per class) or ce_region_dice (+ soft Dice per BraTS region)",
+        help="ce (seed), ce_dice (+ soft Dice per class), ce_region_dice (+ soft Dice per BraTS region)"
+        " or wce_dice (class-weighted ce + soft Dice per class)",
     )
     p.add_argument("--augment", choices=AUGMENT_CHOICES, help="augmentation preset")
     p.add_argument("--norm", choices=NORM_CHOICES, help="normalization after each convolution (seed: none)")

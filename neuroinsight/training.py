@@ -44,7 +44,7 @@ from neuroinsight.preprocessing import DEFAULT_PREPROCESS, N_CLASSES, SEED_PREPR
 logger = logging.getLogger(__name__)
 
 PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
-LOSSES = ("ce", "ce_dice", "ce_region_dice")  # see LOSS_FUNCTIONS
+LOSSES = ("ce", "ce_dice", "ce_region_dice", "wce_dice")  # see LOSS_FUNCTIONS
 CLASS_NAMES = ("background", "ncr", "edema", "enhancing")
 
 
@@ -61,8 +61,9 @@ class TrainConfig:
         batch_size: Slices per step (seed: 2).
         learning_rate: Adam learning rate (seed: 1e-3).
         precision: Keras dtype policy, one of ``PRECISIONS``.
-        loss: ``"ce"`` (seed), ``"ce_dice"`` (cross-entropy + soft Dice over the tumor classes) or
-            ``"ce_region_dice"`` (cross-entropy + soft Dice over the BraTS regions WT, TC, ET).
+        loss: ``"ce"`` (seed), ``"ce_dice"`` (cross-entropy + soft Dice over the tumor classes),
+            ``"ce_region_dice"`` (cross-entropy + soft Dice over the BraTS regions WT, TC, ET) or
+            ``"wce_dice"`` (class-weighted cross-entropy, ``CLASS_WEIGHTS``, + soft Dice per class).
         augment: Name of an augmentation preset (``none``, ``flips``, ``robust``).
         seed: Seeds weights, data order and augmentation.
         patience: Early-stopping patience in epochs (learning rate halves after half of it).
@@ -212,6 +213,31 @@ def ce_dice_loss(y_true, logits):
     return cross_entropy(y_true, logits) + soft_dice_loss(y_true, _probabilities(logits))
 
 
+#: Cross-entropy weight per class for ``wce_dice``: the inverse fourth root of each class's share
+#: of brain voxels over the 12 shared BraTS 2018 cases (background 92.5 %, NCR 2.4 %, edema 4.0 %,
+#: ET 1.2 %). The inverse square root would weight ET 8.7x and over-call it; the fourth root
+#: tilts the gradient towards the core classes without changing which class dominates a pixel.
+CLASS_WEIGHTS: tuple[float, ...] = (1.0, 2.5, 2.2, 3.0)
+
+
+def weighted_cross_entropy(y_true, logits, weights: tuple[float, ...] = CLASS_WEIGHTS):
+    """Class-weighted categorical cross-entropy from logits, as a weighted mean over pixels.
+
+    Each pixel's loss is scaled by its true class's weight and the sum divided by the summed
+    weights (PyTorch's ``CrossEntropyLoss(weight=...)`` reduction), so the term stays on the
+    scale of the plain cross-entropy and its balance with the Dice term is unchanged.
+    """
+    truth = ops.cast(y_true, "float32")
+    per_class = -truth * ops.log_softmax(ops.cast(logits, "float32"), axis=-1)
+    pixel_weight = ops.sum(truth * ops.convert_to_tensor(weights, "float32"), axis=-1)
+    return ops.sum(per_class * ops.convert_to_tensor(weights, "float32")) / ops.sum(pixel_weight)
+
+
+def wce_dice_loss(y_true, logits):
+    """Class-weighted cross-entropy plus soft Dice per tumor class."""
+    return weighted_cross_entropy(y_true, logits) + soft_dice_loss(y_true, _probabilities(logits))
+
+
 #: BraTS evaluation regions as model classes (label 4 is class 3).
 REGION_CLASSES: dict[str, tuple[int, ...]] = {"wt": (1, 2, 3), "tc": (1, 3), "et": (3,)}
 
@@ -237,7 +263,12 @@ def ce_region_dice_loss(y_true, logits):
 
 
 #: Training losses by name; each takes the one-hot truth and the network's logits.
-LOSS_FUNCTIONS = {"ce": cross_entropy, "ce_dice": ce_dice_loss, "ce_region_dice": ce_region_dice_loss}
+LOSS_FUNCTIONS = {
+    "ce": cross_entropy,
+    "ce_dice": ce_dice_loss,
+    "ce_region_dice": ce_region_dice_loss,
+    "wce_dice": wce_dice_loss,
+}
 
 
 class Overlap(keras.metrics.Metric):

@@ -226,3 +226,21 @@ def test_region_dice_loss_scores_the_brats_regions():
     swapped = np.eye(4, dtype=np.float32)[np.select([classes == 1, classes == 3], [3, 1], classes)]
     assert float(region_dice_loss(truth, swapped, smooth=0.0)) == pytest.approx(1 / 3, abs=1e-6)
     assert set(LOSS_FUNCTIONS) == set(LOSSES)  # every accepted name has a loss
+
+
+def test_weighted_cross_entropy_is_a_weighted_mean_over_pixels():
+    from neuroinsight.training import cross_entropy, weighted_cross_entropy
+
+    rng = np.random.default_rng(0)
+    truth = np.eye(4, dtype=np.float32)[rng.integers(0, 4, size=(2, 8, 8))]
+    logits = rng.normal(size=(2, 8, 8, 4)).astype(np.float32)
+    # Equal weights are the plain cross-entropy, whatever their value.
+    for w in (1.0, 3.0):
+        plain = float(cross_entropy(truth, logits))
+        assert float(weighted_cross_entropy(truth, logits, (w,) * 4)) == pytest.approx(plain, rel=1e-5)
+    # One pixel of each of two classes: the weighted mean moves towards the heavier class's loss.
+    two = np.eye(4, dtype=np.float32)[[[[0, 3]]]]
+    guess = np.array([[[[2.0, 0, 0, 0], [2.0, 0, 0, 0]]]], np.float32)  # right on 0, wrong on 3
+    losses = -np.log(np.exp(guess[0, 0]) / np.exp(guess[0, 0]).sum(-1, keepdims=True))[[0, 1], [0, 3]]
+    expected = (1.0 * losses[0] + 3.0 * losses[1]) / 4.0
+    assert float(weighted_cross_entropy(two, guess, (1.0, 1.0, 1.0, 3.0))) == pytest.approx(expected, rel=1e-5)
