@@ -9,28 +9,32 @@ images of ~0.2 MB), never a whole volume.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 
 import cv2
 import numpy as np
 import plotly.graph_objects as go
 from numpy.typing import NDArray
 
+from neuroinsight.metrics import BRATS_REGIONS
+
+RGB = tuple[int, int, int]
 PLANES: tuple[str, ...] = ("axial", "coronal", "sagittal")
 _PLANE_AXIS = {"axial": 2, "coronal": 1, "sagittal": 0}
 #: Label -> (name, RGB colour).
-LABEL_COLORS: dict[int, tuple[str, tuple[int, int, int]]] = {
+LABEL_COLORS: dict[int, tuple[str, RGB]] = {
     1: ("NCR/NET (necrotic / non-enhancing core)", (230, 57, 70)),
     2: ("ED (peritumoral edema)", (46, 204, 113)),
     4: ("ET (enhancing tumor)", (255, 209, 26)),
 }
-ERROR_COLORS: dict[str, tuple[int, int, int]] = {
+ERROR_COLORS: dict[str, RGB] = {
     "true positive": (46, 204, 113),
     "false positive": (230, 57, 70),
     "false negative": (52, 152, 219),
 }
 
 
-def hex_color(rgb: tuple[int, int, int]) -> str:
+def hex_color(rgb: RGB) -> str:
     """``(230, 57, 70)`` -> ``"#e63946"``, the form Plotly takes."""
     return "#{:02x}{:02x}{:02x}".format(*rgb)
 
@@ -149,11 +153,10 @@ def mesh_figure(labels: NDArray, spacing_mm: Sequence[float], *, step: int = 2) 
     """3-D surfaces of WT, TC and ET (marching cubes on a downsampled mask)."""
     from skimage import measure
 
-    regions = {"WT": (1, 2, 4), "TC": (1, 4), "ET": (4,)}
     opacity = {"WT": 0.25, "TC": 0.5, "ET": 0.9}
     fig = go.Figure()
     small = labels[::step, ::step, ::step]
-    for name, values in regions.items():
+    for name, values in BRATS_REGIONS.items():
         mask = np.isin(small, values)
         if mask.sum() < 8:
             continue
@@ -222,7 +225,46 @@ def region_boxplot(rows: Sequence[Mapping[str, object]], metric: str = "dice") -
     return fig
 
 
-ATTENTION_LAYERS = {"attention gate 1": 1, "attention gate 2": 2, "attention gate 3": 3}
+@dataclass(frozen=True)
+class Layer:
+    """One choice of the viewer's layer menu: what it needs and which colours it draws.
+
+    Attributes:
+        name: Menu label.
+        legend: (name, RGB) of each colour drawn; empty for heat maps, which ``HEAT_SCALE`` explains.
+        needs_truth: Offered only when the case has a ground-truth label map.
+        needs_uncertainty: Offered only when the segmentation has an uncertainty map (TTA).
+        gate: Attention gate level (1 is the finest) for the gate layers.
+    """
+
+    name: str
+    legend: tuple[tuple[str, RGB], ...]
+    needs_truth: bool = False
+    needs_uncertainty: bool = False
+    gate: int | None = None
+
+
+_LABEL_LEGEND = tuple(LABEL_COLORS.values())
+#: The viewer's layers in menu order; ``render_layers`` draws them, ``legend_entries`` explains them.
+LAYERS: dict[str, Layer] = {
+    layer.name: layer
+    for layer in (
+        Layer("labels", _LABEL_LEGEND),
+        Layer("ground truth beside", _LABEL_LEGEND, needs_truth=True),
+        Layer("error map (WT)", tuple(ERROR_COLORS.items()), needs_truth=True),
+        *(Layer(f"attention gate {level}", (), gate=level) for level in (1, 2, 3)),
+        Layer("uncertainty", (), needs_uncertainty=True),
+    )
+}
+
+
+def available_layers(*, has_truth: bool, has_uncertainty: bool) -> list[str]:
+    """Names of the layers a case can show, in menu order."""
+    return [
+        layer.name
+        for layer in LAYERS.values()
+        if (has_truth or not layer.needs_truth) and (has_uncertainty or not layer.needs_uncertainty)
+    ]
 
 
 def render_layers(
@@ -242,7 +284,7 @@ def render_layers(
         modality: Background modality.
         plane: ``axial``, ``coronal`` or ``sagittal``.
         index: Slice index along the plane's axis.
-        layer: ``labels``, ``ground truth beside``, ``error map (WT)``, ``attention gate N`` or ``uncertainty``.
+        layer: A name from ``LAYERS``; a layer the case cannot show falls back to ``labels``.
         opacity: Overlay opacity.
         visible: Labels drawn in the label overlays.
     """
@@ -252,6 +294,7 @@ def render_layers(
     pred = display_slice(seg.labels, plane, index)
     title = f"{modality.upper()} {plane} {index}"
     visible = tuple(visible)
+    gate = LAYERS[layer].gate
     if layer == "ground truth beside" and case.label is not None:
         truth = display_slice(case.label, plane, index)
         return [
@@ -261,10 +304,10 @@ def render_layers(
     if layer == "error map (WT)" and case.label is not None:
         truth = display_slice(case.label, plane, index)
         return [(f"WT errors · {title}", error_map(gray, pred > 0, truth > 0, opacity=opacity))]
-    if layer in ATTENTION_LAYERS:
+    if gate is not None:
         if plane != "axial":
             return [(f"{title} · attention maps are per axial slice: choose the axial plane", gray_rgb(gray))]
-        alpha = display_slice(seg.attention_slice(ATTENTION_LAYERS[layer], index)[..., None], "axial", 0)
+        alpha = display_slice(seg.attention_slice(gate, index)[..., None], "axial", 0)
         return [(f"{layer} · {title}", heat_overlay(gray, alpha, opacity=opacity))]
     if layer == "uncertainty" and seg.uncertainty is not None:
         values = display_slice(seg.uncertainty, plane, index).astype(np.float32)
@@ -281,16 +324,12 @@ def gray_rgb(gray: NDArray[np.uint8]) -> NDArray[np.uint8]:
 HEAT_SCALE = "Colour scale: blue = 0 (low), red = 1 (high)."
 
 
-def legend_entries(layer: str) -> list[tuple[str, tuple[int, int, int]]]:
+def legend_entries(layer: str) -> list[tuple[str, RGB]]:
     """(name, RGB) of each colour the layer draws; empty for heat maps, which use ``HEAT_SCALE``."""
-    if layer == "error map (WT)":
-        return list(ERROR_COLORS.items())
-    if layer in ATTENTION_LAYERS or layer == "uncertainty":
-        return []
-    return list(LABEL_COLORS.values())
+    return list(LAYERS[layer].legend)
 
 
-def legend_figure(entries: Sequence[tuple[str, tuple[int, int, int]]]) -> go.Figure:
+def legend_figure(entries: Sequence[tuple[str, RGB]]) -> go.Figure:
     """A legend alone, each swatch in the exact colour drawn on the slice.
 
     A Plotly legend rather than Markdown: Streamlit's named text colours are theme colours (its

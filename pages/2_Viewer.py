@@ -17,15 +17,10 @@ with controls:
     plane = st.radio("Plane", viz.PLANES, horizontal=True)
     opacity = st.slider("Overlay opacity", 0.0, 1.0, 0.45, 0.05)
     visible = [v for v, (name, _) in viz.LABEL_COLORS.items() if st.checkbox(name, value=True, key=f"show{v}")]
-    layers = ["labels"]
-    if case.label is not None:
-        layers += ["ground truth beside", "error map (WT)"]
-    layers += ["attention gate 1", "attention gate 2", "attention gate 3"] + (
-        ["uncertainty"] if seg.uncertainty is not None else []
-    )
+    layers = viz.available_layers(has_truth=case.label is not None, has_uncertainty=seg.uncertainty is not None)
     layer = st.radio("Layer", layers)
     members = result.model_info.get("ensemble")
-    if members and layer in viz.ATTENTION_LAYERS:
+    if members and viz.LAYERS[layer].gate is not None:
         st.caption(f"Ensemble: these are the gates of {members[0]['model']}, the first of its models.")
 
 

@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from neuroinsight import io
+from neuroinsight import io, viz
 from tests.conftest import REPO
 
 PAGES = [
@@ -61,9 +61,12 @@ def test_viewer_shows_slices_and_moves(demo_session):
     slider.set_value(first + 5).run()
     assert not at.exception
     assert next(s for s in at.slider if s.label == "Slice").value == first + 5
-    for layer in ("ground truth beside", "error map (WT)", "attention gate 1"):
+    layers = next(r for r in at.radio if r.label == "Layer").options
+    assert layers == viz.available_layers(has_truth=True, has_uncertainty=True)  # the demo has both
+    for layer in layers:
         next(r for r in at.radio if r.label == "Layer").set_value(layer).run()
         assert not at.exception, layer
+        assert any(c.value.startswith(("prediction", "WT errors", layer)) for c in at.caption), layer
 
 
 def test_metrics_and_report_pages_with_a_case(demo_session):

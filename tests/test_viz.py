@@ -38,3 +38,12 @@ def test_heat_map_layers_get_a_colour_scale_instead_of_swatches():
     assert viz.legend_entries("uncertainty") == []
     assert viz.legend_entries("attention gate 2") == []
     assert viz.HEAT_SCALE.startswith("Colour scale")
+
+
+def test_layers_a_case_cannot_show_are_not_offered():
+    everything = viz.available_layers(has_truth=True, has_uncertainty=True)
+    assert everything == list(viz.LAYERS)
+    bare = viz.available_layers(has_truth=False, has_uncertainty=False)
+    assert "labels" in bare and "attention gate 3" in bare
+    assert not {"ground truth beside", "error map (WT)", "uncertainty"} & set(bare)
+    assert [viz.LAYERS[name].gate for name in bare if viz.LAYERS[name].gate] == [1, 2, 3]
