@@ -227,10 +227,9 @@ def weighted_cross_entropy(y_true, logits, weights: tuple[float, ...] = CLASS_WE
     weights (PyTorch's ``CrossEntropyLoss(weight=...)`` reduction), so the term stays on the
     scale of the plain cross-entropy and its balance with the Dice term is unchanged.
     """
-    truth = ops.cast(y_true, "float32")
-    per_class = -truth * ops.log_softmax(ops.cast(logits, "float32"), axis=-1)
-    pixel_weight = ops.sum(truth * ops.convert_to_tensor(weights, "float32"), axis=-1)
-    return ops.sum(per_class * ops.convert_to_tensor(weights, "float32")) / ops.sum(pixel_weight)
+    weighted_truth = ops.cast(y_true, "float32") * ops.convert_to_tensor(weights, "float32")
+    log_p = ops.log_softmax(ops.cast(logits, "float32"), axis=-1)
+    return -ops.sum(weighted_truth * log_p) / ops.sum(weighted_truth)
 
 
 def wce_dice_loss(y_true, logits):
