@@ -135,6 +135,8 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--context", type=int, help="2.5-D input: neighbouring slices per side (default 0)")
     p.add_argument("--image-size", type=int, help="side of the network input in pixels, a multiple of 8 (default 128)")
     p.add_argument("--plane", choices=PLANE_CHOICES, help="slicing plane (default axial, as the seed)")
+    p.add_argument("--filters", type=int, nargs="+", help="encoder filters per level (seed: 32 64 128)")
+    p.add_argument("--bottleneck", type=int, help="bottleneck filters (seed: 256)")
     p.add_argument("--seed", type=int, help="random seed (default 0)")
     p.add_argument("--patience", type=int, help="early-stopping patience in epochs (default 8)")
     p.add_argument(
@@ -172,6 +174,8 @@ def _run_train(args: argparse.Namespace) -> int:
         "patience": args.patience,
         "select": args.select,
         "steps_per_epoch": args.steps_per_epoch,
+        "filters": tuple(args.filters) if args.filters else None,
+        "bottleneck": args.bottleneck,
     }
     config = replace(config, **{k: v for k, v in overrides.items() if v is not None})
     config = config.with_input(context=args.context, image_size=args.image_size, plane=args.plane)
@@ -526,6 +530,8 @@ def _add_crossval(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--context", type=int, help="2.5-D: neighbouring slices per side as input (results P+ctxN)")
     p.add_argument("--image-size", type=int, help="network input side in pixels (results P+sN; default 128)")
     p.add_argument("--plane", choices=PLANE_CHOICES, help="slicing plane (results P+coronal; default axial)")
+    p.add_argument("--filters", type=int, nargs="+", help="encoder filters per level (results P+f48-96-192)")
+    p.add_argument("--bottleneck", type=int, help="bottleneck filters (results P+b384; default 256)")
     p.add_argument(
         "--n-val", type=int, default=1, help="validation patients per fold (default 1; 0 trains on all, results P+val0)"
     )
@@ -556,6 +562,8 @@ def _run_crossval(args: argparse.Namespace) -> int:
         context=args.context,
         image_size=args.image_size,
         plane=args.plane,
+        filters=args.filters,
+        bottleneck=args.bottleneck,
         epochs=args.epochs,
         overrides=overrides,
         posts=POST_VARIANTS,

@@ -67,6 +67,8 @@ def run_crossval(
     context: int | None = None,
     image_size: int | None = None,
     plane: str | None = None,
+    filters: Sequence[int] | None = None,
+    bottleneck: int | None = None,
     epochs: int | None = None,
     overrides: dict | None = None,
     posts: dict[str, PostprocessConfig] | None = None,
@@ -94,6 +96,8 @@ def run_crossval(
         context: Neighbouring slices per side as extra input channels (2.5-D; None: the preset's).
         image_size: Side of the network input in pixels (None: the preset's); recipe ``...+sN``.
         plane: Slicing plane (None: the preset's axial); recipe ``...+coronal``.
+        filters: Encoder filters per level (None: the preset's 32-64-128); recipe ``...+f48-96-192``.
+        bottleneck: Bottleneck filters (None: the preset's 256); recipe ``...+b384``.
         epochs: Epochs per fold training, over ``overrides`` (None: the overrides' or the
             preset's); recipe ``...+eN`` unless it is the cards' standard :data:`CROSSVAL_EPOCHS`.
         overrides: Fields replaced in every preset's ``TrainConfig`` (e.g. batch size, or the tiny
@@ -121,12 +125,20 @@ def run_crossval(
         training_seed = seed if train_seed is None else train_seed
         config: TrainConfig = replace(PRESET_CONFIGS[preset], seed=training_seed, **(overrides or {}))
         config = config.with_input(context=context, image_size=image_size, plane=plane)
+        base = PRESET_CONFIGS[preset]
+        width = {"filters": tuple(filters or config.filters), "bottleneck": bottleneck or config.bottleneck}
+        config = replace(config, **width)
         if epochs is not None:
             config = replace(config, epochs=epochs)
         recipe = recipe_name(preset, config)
-        # Named from the argument, not the config: tests shrink the input through overrides.
-        if image_size is not None and image_size != PRESET_CONFIGS[preset].preprocess.image_size:
+        # Named from the arguments, not the config: tests shrink the input and the network
+        # through overrides, and their fold models keep the preset's name.
+        if image_size is not None and image_size != base.preprocess.image_size:
             recipe += f"+s{image_size}"
+        if filters is not None and tuple(filters) != base.filters:
+            recipe += "+f" + "-".join(str(f) for f in filters)
+        if bottleneck is not None and bottleneck != base.bottleneck:
+            recipe += f"+b{bottleneck}"
         recipe += "" if n_val == 1 else f"+val{n_val}"
         # A longer run of the same recipe must not overwrite the standard run's fold models.
         recipe += "" if epochs in (None, CROSSVAL_EPOCHS) else f"+e{epochs}"

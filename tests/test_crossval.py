@@ -143,6 +143,15 @@ def test_crossval_without_validation_patients_trains_on_every_other_patient(phan
     assert any(type(layer).__name__ == "GroupNormalization" for layer in norm_model.layers)
     assert json.loads((tmp_path / "improved+instance+val0_fold0.json").read_text())["epochs_run"] == TINY_RUN["epochs"]
 
+    # A wider network: a separate recipe named by its filters, whose model has them.
+    wide_rows = run_crossval(
+        phantom_data_dir, ["improved"], tmp_path, n_val=0, filters=(6, 12, 24), bottleneck=48, **common
+    )
+    assert {r["preset"] for r in wide_rows} == {"improved+f6-12-24+b48+val0"}
+    wide_info = json.loads((tmp_path / "improved+f6-12-24+b48+val0_fold0.json").read_text())
+    assert wide_info["split"] == split
+    assert wide_info["model"]["filters"] == [6, 12, 24] and wide_info["model"]["bottleneck"] == 48
+
 
 def test_recipe_name_marks_overridden_loss_or_augmentation():
     from dataclasses import replace
