@@ -8,8 +8,9 @@ images of ~0.2 MB), never a whole volume.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
@@ -17,6 +18,9 @@ import plotly.graph_objects as go
 from numpy.typing import NDArray
 
 from neuroinsight.metrics import BRATS_REGIONS
+
+if TYPE_CHECKING:  # pipeline loads Keras; the viewer's drawing does not need it
+    from neuroinsight.pipeline import CaseResult
 
 RGB = tuple[int, int, int]
 PLANES: tuple[str, ...] = ("axial", "coronal", "sagittal")
@@ -226,12 +230,77 @@ def region_boxplot(rows: Sequence[Mapping[str, object]], metric: str = "dice") -
 
 
 @dataclass(frozen=True)
+class SliceView:
+    """One slice of a result, ready to draw: the grey background and the label maps under it.
+
+    Attributes:
+        result: The :class:`~neuroinsight.pipeline.CaseResult` the slice comes from.
+        plane: ``axial``, ``coronal`` or ``sagittal``.
+        index: Slice index along the plane's axis.
+        title: Caption naming modality, plane and index.
+        gray: Windowed background slice.
+        pred: Predicted labels on the slice.
+        truth: Ground-truth labels on the slice, or None when the case has none.
+        opacity: Overlay opacity.
+        visible: Labels drawn in the label overlays.
+    """
+
+    result: CaseResult
+    plane: str
+    index: int
+    title: str
+    gray: NDArray[np.uint8]
+    pred: NDArray
+    truth: NDArray | None
+    opacity: float
+    visible: tuple[int, ...]
+
+    def labels(self, labels: NDArray) -> NDArray[np.uint8]:
+        """``labels`` over the grey slice, in the view's opacity and visible labels."""
+        return overlay_labels(self.gray, labels, opacity=self.opacity, visible=self.visible)
+
+
+Drawn = list[tuple[str, NDArray[np.uint8]]]
+
+
+def _draw_prediction(view: SliceView) -> Drawn:
+    return [(f"prediction · {view.title}", view.labels(view.pred))]
+
+
+def _draw_truth_beside(view: SliceView) -> Drawn:
+    return [(f"ground truth · {view.title}", view.labels(view.truth)), *_draw_prediction(view)]
+
+
+def _draw_errors(view: SliceView) -> Drawn:
+    errors = error_map(view.gray, view.pred > 0, view.truth > 0, opacity=view.opacity)
+    return [(f"WT errors · {view.title}", errors)]
+
+
+def _draw_gate(level: int) -> Callable[[SliceView], Drawn]:
+    def draw(view: SliceView) -> Drawn:
+        # The gates see the network's axial input slices; there is no other plane to show.
+        if view.plane != "axial":
+            return [(f"{view.title} · attention maps are per axial slice: choose the axial plane", gray_rgb(view.gray))]
+        alpha = view.result.segmentation.attention_slice(level, view.index)
+        heat = heat_overlay(view.gray, display_slice(alpha[..., None], "axial", 0), opacity=view.opacity)
+        return [(f"attention gate {level} · {view.title}", heat)]
+
+    return draw
+
+
+def _draw_uncertainty(view: SliceView) -> Drawn:
+    values = display_slice(view.result.segmentation.uncertainty, view.plane, view.index).astype(np.float32)
+    return [(f"uncertainty · {view.title}", heat_overlay(view.gray, values, opacity=view.opacity))]
+
+
+@dataclass(frozen=True)
 class Layer:
-    """One choice of the viewer's layer menu: what it needs and which colours it draws.
+    """One choice of the viewer's layer menu: what it needs, how it is drawn, which colours it uses.
 
     Attributes:
         name: Menu label.
         legend: (name, RGB) of each colour drawn; empty for heat maps, which ``HEAT_SCALE`` explains.
+        draw: Makes the layer's captioned image(s) from one slice.
         needs_truth: Offered only when the case has a ground-truth label map.
         needs_uncertainty: Offered only when the segmentation has an uncertainty map (TTA).
         gate: Attention gate level (1 is the finest) for the gate layers.
@@ -239,9 +308,14 @@ class Layer:
 
     name: str
     legend: tuple[tuple[str, RGB], ...]
+    draw: Callable[[SliceView], Drawn]
     needs_truth: bool = False
     needs_uncertainty: bool = False
     gate: int | None = None
+
+    def shows(self, *, has_truth: bool, has_uncertainty: bool) -> bool:
+        """Whether a case with (or without) truth and uncertainty can show this layer."""
+        return (has_truth or not self.needs_truth) and (has_uncertainty or not self.needs_uncertainty)
 
 
 _LABEL_LEGEND = tuple(LABEL_COLORS.values())
@@ -249,11 +323,11 @@ _LABEL_LEGEND = tuple(LABEL_COLORS.values())
 LAYERS: dict[str, Layer] = {
     layer.name: layer
     for layer in (
-        Layer("labels", _LABEL_LEGEND),
-        Layer("ground truth beside", _LABEL_LEGEND, needs_truth=True),
-        Layer("error map (WT)", tuple(ERROR_COLORS.items()), needs_truth=True),
-        *(Layer(f"attention gate {level}", (), gate=level) for level in (1, 2, 3)),
-        Layer("uncertainty", (), needs_uncertainty=True),
+        Layer("labels", _LABEL_LEGEND, _draw_prediction),
+        Layer("ground truth beside", _LABEL_LEGEND, _draw_truth_beside, needs_truth=True),
+        Layer("error map (WT)", tuple(ERROR_COLORS.items()), _draw_errors, needs_truth=True),
+        *(Layer(f"attention gate {level}", (), _draw_gate(level), gate=level) for level in (1, 2, 3)),
+        Layer("uncertainty", (), _draw_uncertainty, needs_uncertainty=True),
     )
 }
 
@@ -261,14 +335,12 @@ LAYERS: dict[str, Layer] = {
 def available_layers(*, has_truth: bool, has_uncertainty: bool) -> list[str]:
     """Names of the layers a case can show, in menu order."""
     return [
-        layer.name
-        for layer in LAYERS.values()
-        if (has_truth or not layer.needs_truth) and (has_uncertainty or not layer.needs_uncertainty)
+        layer.name for layer in LAYERS.values() if layer.shows(has_truth=has_truth, has_uncertainty=has_uncertainty)
     ]
 
 
 def render_layers(
-    result,
+    result: CaseResult,
     modality: str,
     plane: str,
     index: int,
@@ -276,7 +348,7 @@ def render_layers(
     *,
     opacity: float = 0.45,
     visible: Iterable[int] = (1, 2, 4),
-) -> list[tuple[str, NDArray[np.uint8]]]:
+) -> Drawn:
     """The image(s) the viewer shows for one slice: ``[(caption, rgb), ...]``.
 
     Args:
@@ -290,29 +362,21 @@ def render_layers(
     """
     case, seg = result.case, result.segmentation
     low, high = result.display_window(modality)
-    gray = window_to_uint8(display_slice(case.images[modality], plane, index), low, high)
-    pred = display_slice(seg.labels, plane, index)
-    title = f"{modality.upper()} {plane} {index}"
-    visible = tuple(visible)
-    gate = LAYERS[layer].gate
-    if layer == "ground truth beside" and case.label is not None:
-        truth = display_slice(case.label, plane, index)
-        return [
-            (f"ground truth · {title}", overlay_labels(gray, truth, opacity=opacity, visible=visible)),
-            (f"prediction · {title}", overlay_labels(gray, pred, opacity=opacity, visible=visible)),
-        ]
-    if layer == "error map (WT)" and case.label is not None:
-        truth = display_slice(case.label, plane, index)
-        return [(f"WT errors · {title}", error_map(gray, pred > 0, truth > 0, opacity=opacity))]
-    if gate is not None:
-        if plane != "axial":
-            return [(f"{title} · attention maps are per axial slice: choose the axial plane", gray_rgb(gray))]
-        alpha = display_slice(seg.attention_slice(gate, index)[..., None], "axial", 0)
-        return [(f"{layer} · {title}", heat_overlay(gray, alpha, opacity=opacity))]
-    if layer == "uncertainty" and seg.uncertainty is not None:
-        values = display_slice(seg.uncertainty, plane, index).astype(np.float32)
-        return [(f"uncertainty · {title}", heat_overlay(gray, values, opacity=opacity))]
-    return [(f"prediction · {title}", overlay_labels(gray, pred, opacity=opacity, visible=visible))]
+    view = SliceView(
+        result=result,
+        plane=plane,
+        index=index,
+        title=f"{modality.upper()} {plane} {index}",
+        gray=window_to_uint8(display_slice(case.images[modality], plane, index), low, high),
+        pred=display_slice(seg.labels, plane, index),
+        truth=None if case.label is None else display_slice(case.label, plane, index),
+        opacity=opacity,
+        visible=tuple(visible),
+    )
+    chosen = LAYERS[layer]
+    if not chosen.shows(has_truth=case.label is not None, has_uncertainty=seg.uncertainty is not None):
+        chosen = LAYERS["labels"]
+    return chosen.draw(view)
 
 
 def gray_rgb(gray: NDArray[np.uint8]) -> NDArray[np.uint8]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from neuroinsight import viz
+from tests.conftest import small_case
 
 
 def _swatches(layer: str) -> dict[str, str]:
@@ -47,3 +48,44 @@ def test_layers_a_case_cannot_show_are_not_offered():
     assert "labels" in bare and "attention gate 3" in bare
     assert not {"ground truth beside", "error map (WT)", "uncertainty"} & set(bare)
     assert [viz.LAYERS[name].gate for name in bare if viz.LAYERS[name].gate] == [1, 2, 3]
+
+
+def _gray_and(result, labels, z: int):
+    """The viewer's FLAIR background of axial slice ``z`` and ``labels`` on it."""
+    low, high = result.display_window("flair")
+    gray = viz.window_to_uint8(viz.display_slice(result.case.images["flair"], "axial", z), low, high)
+    return gray, viz.display_slice(labels, "axial", z)
+
+
+def test_every_layer_draws_the_slice_and_unshowable_layers_fall_back_to_labels(tiny_model_path):
+    import dataclasses
+
+    from neuroinsight.inference import Segmenter
+    from neuroinsight.pipeline import analyse_case
+
+    case = small_case(seed=5)
+    result = analyse_case(case, Segmenter.from_path(tiny_model_path, precision="float32"), tta=True)
+    z = case.shape[2] // 2
+    shape = viz.display_slice(case.label, "axial", z).shape
+    for name in viz.available_layers(has_truth=True, has_uncertainty=True):
+        images = viz.render_layers(result, "flair", "axial", z, name)
+        assert len(images) == (2 if name == "ground truth beside" else 1), name
+        assert all(rgb.shape == (*shape, 3) and rgb.dtype == np.uint8 for _, rgb in images), name
+    # Beside: truth first, prediction second (the untrained model's labels differ from the truth).
+    (truth_caption, truth_rgb), (pred_caption, pred_rgb) = viz.render_layers(
+        result, "flair", "axial", z, "ground truth beside"
+    )
+    assert truth_caption.startswith("ground truth") and pred_caption.startswith("prediction")
+    assert np.array_equal(truth_rgb, viz.overlay_labels(*_gray_and(result, case.label, z)))
+    assert np.array_equal(pred_rgb, viz.overlay_labels(*_gray_and(result, result.segmentation.labels, z)))
+    # Attention gates are per axial slice: other planes get a plain slice and say so.
+    caption, _ = viz.render_layers(result, "flair", "coronal", 10, "attention gate 1")[0]
+    assert "choose the axial plane" in caption
+
+    # A case without truth or uncertainty asked for those layers gets the prediction instead.
+    bare = dataclasses.replace(result, case=dataclasses.replace(case, label=None))
+    bare.segmentation.uncertainty = None
+    for name in ("ground truth beside", "error map (WT)", "uncertainty"):
+        (caption, rgb), *rest = viz.render_layers(bare, "flair", "axial", z, name)
+        assert caption.startswith("prediction") and not rest, name
+        assert np.array_equal(rgb, viz.render_layers(bare, "flair", "axial", z, "labels")[0][1])
