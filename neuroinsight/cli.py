@@ -107,6 +107,22 @@ def _run_phantom(args: argparse.Namespace) -> int:
 
 
 # --------------------------------------------------------------------------- train
+def _add_recipe_arguments(p: argparse.ArgumentParser, *, named: bool) -> None:
+    """Settings of a training recipe that train and crossval both take.
+
+    ``named``: crossval names its results and fold models after the settings that differ from
+    the preset (``P+robust``, ``P+ctx1``, ...), so its help says how instead of the default.
+    """
+    for flag, kwargs, what, default, name in (
+        ("--augment", {"choices": AUGMENT_CHOICES}, "augmentation preset", "default: the preset's", "P+AUGMENT"),
+        ("--norm", {"choices": NORM_CHOICES}, "normalization after each convolution", "seed: none", "P+NORM"),
+        ("--context", {"type": int}, "2.5-D input: neighbouring slices per side", "default 0", "P+ctxN"),
+        ("--image-size", {"type": int}, "network input side in pixels, a multiple of 8", "default 128", "P+sN"),
+        ("--plane", {"choices": PLANE_CHOICES}, "slicing plane", "default axial, as the seed", "P+coronal"),
+        ("--filters", {"type": int, "nargs": "+"}, "encoder filters per level", "seed: 32 64 128", "P+f48-96-192"),
+        ("--bottleneck", {"type": int}, "bottleneck filters", "seed: 256", "P+b384"),
+    ):
+        p.add_argument(flag, **kwargs, help=f"{what} ({'results ' + name if named else default})")
 
 
 def _add_train(sub: argparse._SubParsersAction) -> None:
@@ -130,13 +146,7 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
         help="ce (seed), ce_dice (+ soft Dice per class), ce_region_dice (+ soft Dice per BraTS region)"
         " or wce_dice (class-weighted ce + soft Dice per class)",
     )
-    p.add_argument("--augment", choices=AUGMENT_CHOICES, help="augmentation preset")
-    p.add_argument("--norm", choices=NORM_CHOICES, help="normalization after each convolution (seed: none)")
-    p.add_argument("--context", type=int, help="2.5-D input: neighbouring slices per side (default 0)")
-    p.add_argument("--image-size", type=int, help="side of the network input in pixels, a multiple of 8 (default 128)")
-    p.add_argument("--plane", choices=PLANE_CHOICES, help="slicing plane (default axial, as the seed)")
-    p.add_argument("--filters", type=int, nargs="+", help="encoder filters per level (seed: 32 64 128)")
-    p.add_argument("--bottleneck", type=int, help="bottleneck filters (seed: 256)")
+    _add_recipe_arguments(p, named=False)
     p.add_argument("--seed", type=int, help="random seed (default 0)")
     p.add_argument("--patience", type=int, help="early-stopping patience in epochs (default 8)")
     p.add_argument(
@@ -522,16 +532,10 @@ def _add_crossval(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--batch-size", type=int, default=16, help="slices per step (default 16)")
     p.add_argument("--precision", default="mixed_bfloat16", help="training and inference precision")
     p.add_argument("--select", choices=("best", "last"), default="last", help="epoch kept per run (default last)")
-    p.add_argument("--augment", choices=AUGMENT_CHOICES, help="augmentation (results: P+AUGMENT)")
     p.add_argument("--loss", choices=LOSS_CHOICES, help="loss (results named P+LOSS)")
-    p.add_argument("--norm", choices=NORM_CHOICES, help="normalization after each convolution (results P+NORM)")
     p.add_argument("--seed", type=int, default=0, help="fold and training seed (default 0)")
     p.add_argument("--train-seed", type=int, help="training seed on the folds of --seed (results P+seedN)")
-    p.add_argument("--context", type=int, help="2.5-D: neighbouring slices per side as input (results P+ctxN)")
-    p.add_argument("--image-size", type=int, help="network input side in pixels (results P+sN; default 128)")
-    p.add_argument("--plane", choices=PLANE_CHOICES, help="slicing plane (results P+coronal; default axial)")
-    p.add_argument("--filters", type=int, nargs="+", help="encoder filters per level (results P+f48-96-192)")
-    p.add_argument("--bottleneck", type=int, help="bottleneck filters (results P+b384; default 256)")
+    _add_recipe_arguments(p, named=True)
     p.add_argument(
         "--n-val", type=int, default=1, help="validation patients per fold (default 1; 0 trains on all, results P+val0)"
     )
