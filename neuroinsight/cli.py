@@ -107,6 +107,8 @@ def _run_phantom(args: argparse.Namespace) -> int:
 
 
 # --------------------------------------------------------------------------- train
+
+
 def _add_recipe_arguments(p: argparse.ArgumentParser, *, named: bool) -> None:
     """Settings of a training recipe that train and crossval both take.
 

@@ -126,8 +126,10 @@ def run_crossval(
         config: TrainConfig = replace(PRESET_CONFIGS[preset], seed=training_seed, **(overrides or {}))
         config = config.with_input(context=context, image_size=image_size, plane=plane)
         base = PRESET_CONFIGS[preset]
-        width = {"filters": tuple(filters or config.filters), "bottleneck": bottleneck or config.bottleneck}
-        config = replace(config, **width)
+        if filters is not None:
+            config = replace(config, filters=tuple(filters))
+        if bottleneck is not None:
+            config = replace(config, bottleneck=bottleneck)
         if epochs is not None:
             config = replace(config, epochs=epochs)
         recipe = recipe_name(preset, config)
