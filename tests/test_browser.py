@@ -196,6 +196,13 @@ def test_demo_case_through_every_page(server, browser, tmp_path):
     ):
         _open(page, name)
         page.get_by_text(marker).wait_for(timeout=120_000)
+        if name == "Metrics":
+            # Plotly draws a moment after the element appears; the confusion heat map's axis
+            # title shows it was drawn, not only laid out.
+            page.wait_for_function(
+                "() => [...document.querySelectorAll('.xtitle')].some(e => e.textContent === 'predicted')",
+                timeout=60_000,
+            )
         _no_exception(page)
         page.screenshot(path=shots / f"{name.lower()}.png", full_page=True)
     assert len(list(shots.glob("*.png"))) == 7
