@@ -34,12 +34,30 @@ def test_two_sessions_segment_different_cases_at_once(phantom_data_dir, home, ca
         except BaseException as err:  # surfaced below; a thread must not swallow it
             errors.append(err)
 
-    with caplog.at_level(logging.INFO, logger="neuroinsight.inference"):
-        threads = [threading.Thread(target=run, args=(at,)) for at in sessions.values()]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join(timeout=600)
+    # AppTest (not the app) resets a class-wide Streamlit flag, PagesManager.uses_pages_directory,
+    # at the start of every run and reads it a moment later to register the pages/ folder; two
+    # runs starting at the same instant can see each other's reset and lose their pages (seen once
+    # on a loaded CPU). So the second session starts once the first is loading the model: both
+    # still segment at the same time and share that one load.
+    first_is_loading = threading.Event()
+
+    class _LoadWatcher(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            if record.getMessage().startswith("loading model"):
+                first_is_loading.set()
+
+    watcher = _LoadWatcher()
+    logging.getLogger("neuroinsight.inference").addHandler(watcher)
+    try:
+        with caplog.at_level(logging.INFO, logger="neuroinsight.inference"):
+            threads = [threading.Thread(target=run, args=(at,)) for at in sessions.values()]
+            threads[0].start()
+            assert first_is_loading.wait(timeout=300), "the first session never started loading the model"
+            threads[1].start()
+            for t in threads:
+                t.join(timeout=600)
+    finally:
+        logging.getLogger("neuroinsight.inference").removeHandler(watcher)
     assert not errors
     for cid, at in sessions.items():
         assert not at.exception
