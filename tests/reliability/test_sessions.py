@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import re
 import threading
+import time
 import tomllib
 
 from streamlit.testing.v1 import AppTest
@@ -34,32 +35,23 @@ def test_two_sessions_segment_different_cases_at_once(phantom_data_dir, home, ca
         except BaseException as err:  # surfaced below; a thread must not swallow it
             errors.append(err)
 
+    def model_loads() -> list[logging.LogRecord]:
+        return [r for r in caplog.records if r.getMessage().startswith("loading model")]
+
     # AppTest (not the app) resets a class-wide Streamlit flag, PagesManager.uses_pages_directory,
     # at the start of every run and reads it a moment later to register the pages/ folder; two
     # runs starting at the same instant can see each other's reset and lose their pages (seen once
     # on a loaded CPU). So the second session starts once the first is loading the model: both
     # still segment at the same time and share that one load.
-    first_is_loading = threading.Event()
-
-    class _LoadWatcher(logging.Handler):
-        def emit(self, record: logging.LogRecord) -> None:
-            if record.getMessage().startswith("loading model"):
-                first_is_loading.set()
-
-    watcher = _LoadWatcher()
-    logging.getLogger("neuroinsight.inference").addHandler(watcher)
-    try:
-        with caplog.at_level(logging.INFO, logger="neuroinsight.inference"):
-            threads = [threading.Thread(target=run, args=(at,)) for at in sessions.values()]
-            threads[0].start()
-            # If the first run ends without loading (it failed), the checks below say why.
-            while threads[0].is_alive() and not first_is_loading.wait(timeout=0.2):
-                pass
-            threads[1].start()
-            for t in threads:
-                t.join(timeout=600)
-    finally:
-        logging.getLogger("neuroinsight.inference").removeHandler(watcher)
+    with caplog.at_level(logging.INFO, logger="neuroinsight.inference"):
+        threads = [threading.Thread(target=run, args=(at,)) for at in sessions.values()]
+        threads[0].start()
+        # If the first run ends without loading (it failed), the checks below say why.
+        while threads[0].is_alive() and not model_loads():
+            time.sleep(0.2)
+        threads[1].start()
+        for t in threads:
+            t.join(timeout=600)
     assert not errors
     for cid, at in sessions.items():
         assert not at.exception
@@ -68,7 +60,7 @@ def test_two_sessions_segment_different_cases_at_once(phantom_data_dir, home, ca
         assert result.case.label is not None and result.scores is not None
     a, b = (sessions[c].session_state["result"] for c in ("ph2", "ph3"))
     assert a is not b and a.segmentation.labels is not b.segmentation.labels
-    loads = [r for r in caplog.records if r.getMessage().startswith("loading model")]
+    loads = model_loads()
     assert len(loads) == 1, f"the model was loaded {len(loads)} times"
     # Uploads went to a private temp folder that is gone after processing.
     tmp = home / "tmp"
