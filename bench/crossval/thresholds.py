@@ -14,7 +14,9 @@ that nested estimate is the accuracy to expect from thresholds tuned this way, n
 triple's in-sample score (also printed).
 
 Rows (``preset``, ``fold``, ``case``, ``thresholds``, ``region``, ``dice``) go to ``--out``;
-``--summarise`` prints the summary of an existing CSV again without scoring.
+``--summarise`` prints the summary of an existing CSV again without scoring. ``--nested-rows``
+writes the nested estimate in ``crossval``'s columns (post ``largest+regions-nested``), for
+``python -m neuroinsight crossval-table ... --against``.
 
     PYTHONPATH=. python bench/crossval/thresholds.py --work runs/crossval \
         --recipes four+robust improved --out bench/crossval/thresholds.csv
@@ -41,6 +43,7 @@ WHOLE = (0.15, 0.2, 0.25, 0.3, 0.4, 0.5)
 CORE = (0.05, 0.1, 0.15, 0.2, 0.3, 0.5)
 ENHANCING = (0.4, 0.5, 0.6)
 REGIONS = ("WT", "TC", "ET")
+NESTED = "largest+regions-nested"
 
 
 def score_grid(segmenter: Segmenter, case: io.Case, grid: Sequence[tuple[float, float, float]]) -> dict:
@@ -60,22 +63,26 @@ def mean_dice(scores: dict, cases: Sequence, thresholds: tuple[float, float, flo
     return np.mean([scores[c][thresholds] for c in cases], axis=0)
 
 
-def summarise(scores: dict, folds: int) -> None:
-    """Print halves, the nested cross-validated pick and the in-sample best of one recipe."""
+def summarise(scores: dict, folds: int) -> dict:
+    """Print halves, the nested cross-validated pick and the in-sample best of one recipe.
+
+    Returns the nested estimate per patient, ``{(fold, case): (WT, TC, ET)}``.
+    """
     cases = list(scores)
     grid = list(next(iter(scores.values())))
-    nested, picks = [], []
+    by_case, picks = {}, []
     for fold in range(folds):
         inner = [c for c in cases if c[0] != fold]
         pick = max(grid, key=lambda t: mean_dice(scores, inner, t).mean())
         picks.append(pick)
-        nested += [scores[c][pick] for c in cases if c[0] == fold]
-    half, nested = np.array([scores[c][HALF] for c in cases]), np.array(nested)
+        by_case |= {c: scores[c][pick] for c in cases if c[0] == fold}
+    half, nested = np.array([scores[c][HALF] for c in cases]), np.array([by_case[c] for c in cases])
     best = max(grid, key=lambda t: mean_dice(scores, cases, t).mean())
     print(f"  halves {HALF}: {np.round(half.mean(0), 3)}")
     print(f"  nested (picked per fold {picks}): {np.round(nested.mean(0), 3)}")
     print(f"    better / worse than halves on {(nested > half).sum(0)} / {(nested < half).sum(0)} patients")
     print(f"  best on all patients {best} (in-sample): {np.round(mean_dice(scores, cases, best), 3)}")
+    return by_case
 
 
 def read_scores(path: Path) -> dict[str, dict]:
@@ -100,6 +107,9 @@ def main() -> None:
     parser.add_argument("--folds", type=int, default=4)
     parser.add_argument("--out", type=Path, required=True, help="CSV written (or, with --summarise, read)")
     parser.add_argument("--summarise", action="store_true", help="only summarise an existing --out CSV")
+    parser.add_argument(
+        "--nested-rows", type=Path, help=f"also write the nested estimate as crossval rows (post {NESTED})"
+    )
     args = parser.parse_args()
 
     if not args.summarise:
@@ -122,9 +132,18 @@ def main() -> None:
             writer.writerows(rows)
 
     scores = read_scores(args.out)
+    nested_rows = []
     for recipe, by_case in scores.items():
         print(f"\n{recipe}, {len(by_case)} patients, mean Dice WT / TC / ET:")
-        summarise(by_case, args.folds)
+        for (fold, case), dice in summarise(by_case, args.folds).items():
+            for region, value in zip(REGIONS, dice, strict=True):
+                nested_rows.append([recipe, "flip", NESTED, fold, case, region, f"{value:.6g}"])
+    if args.nested_rows:
+        # The columns `crossval-table` reads, so the nested estimate compares patient by patient with --against.
+        with args.nested_rows.open("w", newline="") as f:
+            writer = csv.writer(f)
+            writer.writerow(["preset", "tta", "post", "fold", "case", "region", "dice"])
+            writer.writerows(nested_rows)
     # One default for every model: the triple with the best mean Dice over all recipes' patients.
     grid = list(next(iter(next(iter(scores.values())).values())))
     pooled = {t: np.mean([mean_dice(s, list(s), t).mean() for s in scores.values()]) for t in grid}
