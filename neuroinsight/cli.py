@@ -22,14 +22,15 @@ from neuroinsight.errors import InputError
 logger = logging.getLogger(__name__)
 
 #: ``training.LOSSES``, ``augmentation.PRESETS``, ``model.NORMS``, ``preprocessing.DECODINGS``,
-#: ``PLANE_AXES`` and ``crossval.CROSSVAL_EPOCHS``, spelled out so that building the parser does
-#: not import Keras (tests/test_cli.py checks that they agree).
+#: ``PLANE_AXES``, ``crossval.CROSSVAL_EPOCHS`` and ``CROSSVAL_BATCH_SIZE``, spelled out so that
+#: building the parser does not import Keras (tests/test_cli.py checks that they agree).
 LOSS_CHOICES = ("ce", "ce_dice", "ce_region_dice", "wce_dice")
 AUGMENT_CHOICES = ("none", "flips", "robust", "strong", "lowres", "moddrop")
 NORM_CHOICES = ("none", "batch", "instance")
 DECODE_CHOICES = ("argmax", "regions")
 PLANE_CHOICES = ("axial", "coronal")
 CROSSVAL_EPOCHS = 30
+CROSSVAL_BATCH_SIZE = 16
 
 
 def _settings(args: argparse.Namespace) -> Settings:
@@ -531,7 +532,12 @@ def _add_crossval(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--epochs", type=int, default=CROSSVAL_EPOCHS, help=f"epochs per fold (default {CROSSVAL_EPOCHS}; others: P+eN)"
     )
-    p.add_argument("--batch-size", type=int, default=16, help="slices per step (default 16)")
+    p.add_argument(
+        "--batch-size",
+        type=int,
+        default=CROSSVAL_BATCH_SIZE,
+        help=f"slices per step (default {CROSSVAL_BATCH_SIZE}; others: P+bsN)",
+    )
     p.add_argument("--precision", default="mixed_bfloat16", help="training and inference precision")
     p.add_argument("--select", choices=("best", "last"), default="last", help="epoch kept per run (default last)")
     p.add_argument("--loss", choices=LOSS_CHOICES, help="loss (results named P+LOSS)")
@@ -554,7 +560,7 @@ def _run_crossval(args: argparse.Namespace) -> int:
     from neuroinsight.pipeline import rows_to_csv
 
     settings = _settings(args)
-    overrides = {"batch_size": args.batch_size, "precision": args.precision, "select": args.select}
+    overrides = {"precision": args.precision, "select": args.select}
     overrides.update({k: getattr(args, k) for k in ("augment", "loss", "norm") if getattr(args, k)})
     tta_options = (False, True) if args.tta else (False,)
     rows = run_crossval(
@@ -571,6 +577,7 @@ def _run_crossval(args: argparse.Namespace) -> int:
         filters=args.filters,
         bottleneck=args.bottleneck,
         epochs=args.epochs,
+        batch_size=args.batch_size,
         overrides=overrides,
         posts=POST_VARIANTS,
         precision=args.precision,

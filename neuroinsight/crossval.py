@@ -34,6 +34,9 @@ logger = logging.getLogger(__name__)
 
 #: Epochs of every fold training in the model card's cross-validations (``crossval --epochs``).
 CROSSVAL_EPOCHS = 30
+#: Slices per step in those cross-validations (``crossval --batch-size``): a speed choice on the
+#: CPU, not the seed's batch 2, so other batch sizes are measured as separate recipes.
+CROSSVAL_BATCH_SIZE = 16
 
 #: Post-processing variants scored on the same predictions, so that each is on by default
 #: only where cross-validation shows it helps. Removing small components instead of all but
@@ -70,6 +73,7 @@ def run_crossval(
     filters: Sequence[int] | None = None,
     bottleneck: int | None = None,
     epochs: int | None = None,
+    batch_size: int | None = None,
     overrides: dict | None = None,
     posts: dict[str, PostprocessConfig] | None = None,
     precision: str = "mixed_bfloat16",
@@ -100,8 +104,10 @@ def run_crossval(
         bottleneck: Bottleneck filters (None: the preset's 256); recipe ``...+b384``.
         epochs: Epochs per fold training, over ``overrides`` (None: the overrides' or the
             preset's); recipe ``...+eN`` unless it is the cards' standard :data:`CROSSVAL_EPOCHS`.
-        overrides: Fields replaced in every preset's ``TrainConfig`` (e.g. batch size, or the tiny
-            network of a test; ``epochs`` here is replaced by the ``epochs`` argument when given).
+        batch_size: Slices per step, over ``overrides`` (None: the overrides' or the preset's);
+            recipe ``...+bsN`` unless it is the cards' standard :data:`CROSSVAL_BATCH_SIZE`.
+        overrides: Fields replaced in every preset's ``TrainConfig`` (e.g. the tiny network of a
+            test; its ``epochs`` and ``batch_size`` are replaced by those arguments when given).
         posts: Named post-processing variants scored on the same predictions.
         precision: Inference precision.
         cache_dir: Preprocessed-slice cache.
@@ -132,6 +138,8 @@ def run_crossval(
             config = replace(config, bottleneck=bottleneck)
         if epochs is not None:
             config = replace(config, epochs=epochs)
+        if batch_size is not None:
+            config = replace(config, batch_size=batch_size)
         recipe = recipe_name(preset, config)
         # Named from the arguments, not the config: tests shrink the input and the network
         # through overrides, and their fold models keep the preset's name.
@@ -144,6 +152,7 @@ def run_crossval(
         recipe += "" if n_val == 1 else f"+val{n_val}"
         # A longer run of the same recipe must not overwrite the standard run's fold models.
         recipe += "" if epochs in (None, CROSSVAL_EPOCHS) else f"+e{epochs}"
+        recipe += "" if batch_size in (None, CROSSVAL_BATCH_SIZE) else f"+bs{batch_size}"
         recipe += "" if training_seed == seed else f"+seed{training_seed}"
         for fold in folds if folds is not None else range(n_folds):
             split = split_cases(grades, n_val=n_val, seed=seed, n_folds=n_folds, fold=fold)

@@ -234,6 +234,7 @@ def test_parser_choices_agree_with_the_package():
     assert DECODE_CHOICES == DECODINGS
     assert tuple(PLANE_AXES) == PLANE_CHOICES
     assert cli.CROSSVAL_EPOCHS == crossval.CROSSVAL_EPOCHS
+    assert cli.CROSSVAL_BATCH_SIZE == crossval.CROSSVAL_BATCH_SIZE
 
 
 def test_segment_ensemble_runs_both_shipped_models_and_says_so(phantom_dir, tiny_models_dir, tmp_path, capsys):

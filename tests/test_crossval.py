@@ -116,6 +116,11 @@ def test_crossval_without_validation_patients_trains_on_every_other_patient(phan
     assert {r["preset"] for r in longer} == {"improved+val0+e2"} and standard.stat().st_mtime_ns == stamp
     assert json.loads((tmp_path / "improved+val0+e2_fold0.json").read_text())["epochs_run"] == 2
 
+    # Another batch size likewise: named by it, trained with it, the standard run left alone.
+    smaller = run_crossval(phantom_data_dir, ["improved"], tmp_path, n_val=0, batch_size=4, **common)
+    assert {r["preset"] for r in smaller} == {"improved+val0+bs4"} and standard.stat().st_mtime_ns == stamp
+    assert json.loads((tmp_path / "improved+val0+bs4_fold0.json").read_text())["train"]["batch_size"] == 4
+
     # 2.5-D input at another input size: a separate recipe whose network reads each modality's
     # neighbouring slices too, at 40x40 instead of the overridden 32x32.
     context_rows = run_crossval(phantom_data_dir, ["improved"], tmp_path, n_val=0, context=1, image_size=40, **common)
