@@ -79,5 +79,9 @@ else:
             pd.DataFrame({r: {m: v["mean"] for m, v in s.items()} for r, s in summary.items()}).T.round(3),
         )
         st.download_button(
-            "Download metrics CSV", rows_to_csv(rows), file_name="neuroinsight_metrics.csv", mime="text/csv"
+            "Download metrics CSV",
+            rows_to_csv(rows),
+            file_name="neuroinsight_metrics.csv",
+            mime="text/csv",
+            on_click="ignore",
         )

@@ -19,18 +19,27 @@ if ui.REPORT_PDF not in st.session_state:
 pdf = st.session_state[ui.REPORT_PDF]
 
 left, middle, right = st.columns(3)
+# on_click="ignore": a download leaves the page as it is instead of rerunning it (and redrawing the preview).
 left.download_button(
-    "Download the PDF report", pdf, file_name=f"{case.case_id}_report.pdf", mime="application/pdf", type="primary"
+    "Download the PDF report",
+    pdf,
+    file_name=f"{case.case_id}_report.pdf",
+    mime="application/pdf",
+    type="primary",
+    on_click="ignore",
 )
 middle.download_button(
     "Download the label map (NIfTI)",
     io.label_map_bytes(seg.labels, case),
     file_name=f"{case.case_id}_seg.nii.gz",
     mime="application/gzip",
+    on_click="ignore",
 )
 if result.scores is not None:
     csv = rows_to_csv(score_rows(case.case_id, result.scores, seg.model_name))
-    right.download_button("Download the metrics (CSV)", csv, file_name=f"{case.case_id}_metrics.csv", mime="text/csv")
+    right.download_button(
+        "Download the metrics (CSV)", csv, file_name=f"{case.case_id}_metrics.csv", mime="text/csv", on_click="ignore"
+    )
 else:
     right.caption("No ground truth: no metrics to download.")
 

@@ -185,6 +185,8 @@ def test_demo_case_through_every_page(server, browser, tmp_path):
         page.get_by_role("button", name="Download the PDF report").click()
     pdf = Path(download_info.value.path()).read_bytes()
     assert pdf.startswith(b"%PDF") and len(pdf) > 10_000
+    # The page previews (poppler's pdftoppm, installed by .ci/run) are still shown after the download.
+    page.get_by_text("page 1", exact=True).wait_for(timeout=60_000)
     _no_exception(page)
     page.screenshot(path=shots / "report.png", full_page=True)
 
