@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import streamlit as st
@@ -21,11 +22,12 @@ from neuroinsight.errors import InputError
 from neuroinsight.grading import GradeModel, load_grade_model
 from neuroinsight.inference import DEFAULT_PRECISION, Segmenter, choose_models
 from neuroinsight.pipeline import CaseResult, analyse_case
+from neuroinsight.report import build_pdf, page_previews
 
 logger = logging.getLogger(__name__)
 
 RESULT = "result"
-REPORT_PDF = "report_pdf"
+REPORT = "report"
 BATCH_ROWS = "batch_rows"
 UPLOAD_PAGE = "pages/1_Upload.py"
 DISCLAIMER = "NeuroInsight is for research and teaching. It is not a medical device and not for diagnosis."
@@ -99,6 +101,31 @@ def require_result() -> CaseResult:
     return result
 
 
+@dataclass(frozen=True)
+class ReportFiles:
+    """The Report page's downloads and previews for one result."""
+
+    pdf: bytes
+    previews: list[bytes]  # one PNG per page; empty without poppler's pdftoppm
+    label_map: bytes  # the segmentation as .nii.gz
+
+
+def report_files(result: CaseResult) -> ReportFiles:
+    """Build the report files once per result and keep them in the session.
+
+    The PDF takes seconds and its previews a ``pdftoppm`` run; every widget click
+    reruns the page, so they are built on the first visit only. ``analyse``
+    drops them when a new result arrives.
+    """
+    if REPORT not in st.session_state:
+        with st.spinner("Building the PDF report..."):
+            grader = get_grader()
+            pdf = build_pdf(result, grade_evaluation=grader.evaluation if grader else None)
+            label_map = io.label_map_bytes(result.segmentation.labels, result.case)
+            st.session_state[REPORT] = ReportFiles(pdf=pdf, previews=page_previews(pdf), label_map=label_map)
+    return st.session_state[REPORT]
+
+
 def segmenter_for(case: io.Case, *, ensemble: bool = False) -> Segmenter:
     """The shipped model for the case's modalities, or with ``ensemble`` all that fit, averaged."""
     paths = choose_models(settings().models_dir, case.modalities, ensemble=ensemble)
@@ -129,7 +156,7 @@ def analyse(case: io.Case, *, tta: bool = False, ensemble: bool = False) -> Case
         show_error(err)
         return None
     st.session_state[RESULT] = result
-    st.session_state.pop(REPORT_PDF, None)
+    st.session_state.pop(REPORT, None)
     _record(result)
     return result
 

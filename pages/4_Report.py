@@ -4,25 +4,20 @@ from __future__ import annotations
 
 import streamlit as st
 
-from neuroinsight import io, ui
+from neuroinsight import ui
 from neuroinsight.pipeline import rows_to_csv, score_rows
-from neuroinsight.report import build_pdf, page_previews
 
 ui.page_header("Report")
 result = ui.require_result()
 case, seg = result.case, result.segmentation
 
-if ui.REPORT_PDF not in st.session_state:
-    with st.spinner("Building the PDF report..."):
-        grader = ui.get_grader()
-        st.session_state[ui.REPORT_PDF] = build_pdf(result, grade_evaluation=grader.evaluation if grader else None)
-pdf = st.session_state[ui.REPORT_PDF]
+files = ui.report_files(result)
 
 left, middle, right = st.columns(3)
 # on_click="ignore": a download leaves the page as it is instead of rerunning it (and redrawing the preview).
 left.download_button(
     "Download the PDF report",
-    pdf,
+    files.pdf,
     file_name=f"{case.case_id}_report.pdf",
     mime="application/pdf",
     type="primary",
@@ -30,7 +25,7 @@ left.download_button(
 )
 middle.download_button(
     "Download the label map (NIfTI)",
-    io.label_map_bytes(seg.labels, case),
+    files.label_map,
     file_name=f"{case.case_id}_seg.nii.gz",
     mime="application/gzip",
     on_click="ignore",
@@ -44,9 +39,8 @@ else:
     right.caption("No ground truth: no metrics to download.")
 
 st.subheader("Preview")
-previews = page_previews(pdf)
-if previews:
-    for number, png in enumerate(previews, start=1):
+if files.previews:
+    for number, png in enumerate(files.previews, start=1):
         st.image(png, caption=f"page {number}", width=720)
 else:
     st.caption("Page previews need poppler-utils (pdftoppm); the download above is the full report.")

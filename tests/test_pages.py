@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from dataclasses import replace
 
 import pandas as pd
@@ -85,6 +86,20 @@ def test_metrics_and_report_pages_with_a_case(demo_session):
     assert any("training patients" in w.value and "overstate" in w.value for w in at.warning)
 
 
+def test_report_files_are_built_once_per_result(demo_session):
+    report = _with_result("pages/4_Report.py", demo_session)
+    files = report.session_state["report"]
+    assert files.pdf.startswith(b"%PDF") and files.label_map[:2] == b"\x1f\x8b"  # gzip
+    assert bool(files.previews) == (shutil.which("pdftoppm") is not None)
+    report.run()  # any widget click reruns the page
+    assert report.session_state["report"] is files
+    upload = page("pages/1_Upload.py")
+    upload.session_state["report"] = files
+    upload.run()
+    next(b for b in upload.button if b.label == "Load the demo case").click().run()
+    assert "report" not in upload.session_state  # a new result drops the old report
+
+
 def test_upload_page_shows_the_input_warnings(demo_session):
     assert demo_session.session_state["result"].warnings == []  # the demo is skull-stripped
     at = page("pages/1_Upload.py")
@@ -93,7 +108,7 @@ def test_upload_page_shows_the_input_warnings(demo_session):
     assert not at.exception and [w.value for w in at.warning] == ["Not skull-stripped."]
     report = _with_result("pages/4_Report.py", demo_session)
     assert not report.exception
-    assert report.session_state["report_pdf"].startswith(b"%PDF")
+    assert report.session_state["report"].pdf.startswith(b"%PDF")
 
 
 @pytest.mark.parametrize("name", [*PAGES, "pages/5_Learn.py"])
