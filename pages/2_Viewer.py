@@ -51,5 +51,7 @@ with view:
     else:
         st.caption(viz.HEAT_SCALE)
 
-with st.expander("3-D view of WT, TC and ET", expanded=False):
+# A toggle, not an expander: a collapsed expander's content still runs (marching cubes) and is sent
+# (about 1 MB) on every rerun of the page.
+if st.toggle("3-D view of WT, TC and ET"):
     st.plotly_chart(viz.mesh_figure(seg.labels, case.spacing_mm), key="mesh")

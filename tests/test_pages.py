@@ -57,6 +57,10 @@ def _with_result(name: str, demo_session: AppTest) -> AppTest:
 def test_viewer_shows_slices_and_moves(demo_session):
     at = _with_result("pages/2_Viewer.py", demo_session)
     assert not at.exception
+    charts = len(at.get("plotly_chart"))
+    next(t for t in at.toggle if t.label.startswith("3-D view")).set_value(True).run()
+    assert not at.exception and len(at.get("plotly_chart")) == charts + 1  # the mesh, drawn only when asked for
+    next(t for t in at.toggle if t.label.startswith("3-D view")).set_value(False).run()
     slider = next(s for s in at.slider if s.label == "Slice")
     first = slider.value
     slider.set_value(first + 5).run()
