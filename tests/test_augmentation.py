@@ -38,9 +38,11 @@ SINGLE = {
     "bias field": aug.AugmentConfig(bias_field=0.3, prob=1.0),
     "noise": aug.AugmentConfig(noise_std=0.1, prob=1.0),
     "blur": aug.AugmentConfig(blur_sigma=1.5, prob=1.0),
+    "elastic": aug.AugmentConfig(elastic_px=4.0, prob=1.0),
     "all (robust preset)": aug.ROBUST,
     "all (strong preset)": aug.STRONG,
     "all (lowres preset)": aug.LOWRES,
+    "all (elastic preset)": aug.ELASTIC,
 }
 
 
@@ -71,6 +73,23 @@ def test_geometric_transforms_move_images_and_labels_together(slice_pair):
     rotated_images, rotated_classes = aug.rotate_scale(images, classes, 90.0, 1.0)
     np.testing.assert_array_equal(rotated_classes[1:-1, 1:-1], np.rot90(classes)[1:-1, 1:-1])
     assert rotated_images.shape == images.shape
+
+
+def test_elastic_deformation_moves_images_and_labels_by_the_same_field(slice_pair):
+    images, classes = slice_pair
+    zero = np.zeros((*classes.shape, 2), np.float32)
+    same_images, same_classes = aug.elastic_deform(images, classes, zero)
+    np.testing.assert_allclose(same_images, images, atol=1e-5)
+    np.testing.assert_array_equal(same_classes, classes)
+    shift = zero.copy()
+    shift[..., 1] = 3.0  # every pixel samples 3 rows further: a shift of 3 rows up
+    moved_images, moved_classes = aug.elastic_deform(images, classes, shift)
+    np.testing.assert_array_equal(moved_classes[:-3], classes[3:])
+    np.testing.assert_allclose(moved_images[:-3], images[3:], atol=1e-5)
+    field = aug.elastic_field(classes.shape, 3.0, np.random.default_rng(0))
+    assert field.shape == (*classes.shape, 2)
+    assert 0.5 < field.std() < 6.0  # a few pixels, as asked
+    assert np.abs(np.diff(field, axis=0)).max() < 1.0  # smooth: neighbours move almost alike
 
 
 def test_intensity_transforms_leave_background_at_zero(slice_pair):
