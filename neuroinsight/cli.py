@@ -124,6 +124,13 @@ def _add_recipe_arguments(p: argparse.ArgumentParser, *, named: bool) -> None:
         ("--plane", {"choices": PLANE_CHOICES}, "slicing plane", "default axial, as the seed", "P+coronal"),
         ("--filters", {"type": int, "nargs": "+"}, "encoder filters per level", "seed: 32 64 128", "P+f48-96-192"),
         ("--bottleneck", {"type": int}, "bottleneck filters", "seed: 256", "P+b384"),
+        (
+            "--deep-supervision",
+            {"action": "store_true"},
+            "also train auxiliary outputs of decoder levels 2 and 3 (the saved network is unchanged)",
+            "default off",
+            "P+ds",
+        ),
     ):
         p.add_argument(flag, **kwargs, help=f"{what} ({'results ' + name if named else default})")
 
@@ -189,6 +196,7 @@ def _run_train(args: argparse.Namespace) -> int:
         "steps_per_epoch": args.steps_per_epoch,
         "filters": tuple(args.filters) if args.filters else None,
         "bottleneck": args.bottleneck,
+        "deep_supervision": args.deep_supervision or None,
     }
     config = replace(config, **{k: v for k, v in overrides.items() if v is not None})
     config = config.with_input(context=args.context, image_size=args.image_size, plane=args.plane)
@@ -561,7 +569,7 @@ def _run_crossval(args: argparse.Namespace) -> int:
 
     settings = _settings(args)
     overrides = {"precision": args.precision, "select": args.select}
-    overrides.update({k: getattr(args, k) for k in ("augment", "loss", "norm") if getattr(args, k)})
+    overrides.update({k: getattr(args, k) for k in ("augment", "loss", "norm", "deep_supervision") if getattr(args, k)})
     tta_options = (False, True) if args.tta else (False,)
     rows = run_crossval(
         settings.data_dir,

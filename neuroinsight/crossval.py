@@ -208,13 +208,16 @@ def recipe_name(preset: str, config: TrainConfig) -> str:
     """``preset`` plus ``+value`` for each recipe-defining setting that differs from the preset.
 
     ``recipe_name("four", config with augment="robust")`` is ``"four+robust"`` (and a 2.5-D
-    input of one neighbour per side adds ``+ctx1``, coronal slices ``+coronal``), so that
+    input of one neighbour per side adds ``+ctx1``, coronal slices ``+coronal``, deep supervision
+    ``+ds``), so that
     ablations land beside the preset in the same tables and never overwrite its fold models.
     """
     from neuroinsight.training import PRESET_CONFIGS
 
     base = PRESET_CONFIGS[preset]
     changed = [str(getattr(config, f)) for f in RECIPE_FIELDS if getattr(config, f) != getattr(base, f)]
+    if config.deep_supervision != base.deep_supervision:
+        changed.append("ds")
     if config.preprocess.context != base.preprocess.context:
         changed.append(f"ctx{config.preprocess.context}")
     if config.preprocess.plane != base.preprocess.plane:

@@ -27,7 +27,8 @@ al. 2016, nnU-Net's choice: per slice and channel, so it does not depend on whic
 share a batch). The seed's network has none (``norm="none"``, the default).
 
 Loss (categorical cross-entropy), optimiser (Adam 1e-3) and mixed precision are
-set in :mod:`neuroinsight.training`; this module only builds the network.
+set in :mod:`neuroinsight.training`; this module builds the network and the views of it
+that training uses (:func:`logits_view`, :func:`deep_supervision_view`).
 """
 
 from __future__ import annotations
@@ -214,6 +215,43 @@ def logits_view(model: keras.Model) -> keras.Model:
     (:func:`neuroinsight.training.cross_entropy` says why); the saved network keeps its softmax.
     """
     return keras.Model(model.input, model.get_layer("logits").output, name=f"{model.name}_logits")
+
+
+def deep_supervision_view(model: keras.Model, levels: Sequence[int] = (2, 3)) -> keras.Model:
+    """A training view: the logits and auxiliary logits of lower decoder levels, side by side.
+
+    Deep supervision (Lee et al. 2015, "Deeply-Supervised Nets"; the Attention U-Net of Oktay
+    et al. 2018 and nnU-Net train with it): a 1x1 convolution on decoder level ``l`` (1 = full
+    resolution) predicts the classes at 1/2^(l-1) of the image size, upsampled bilinearly to
+    the full size. The heads are new layers outside ``model``: they give the lower decoder
+    levels a gradient of their own during training and are left out when the network is saved,
+    so inference is unchanged.
+
+    Returns:
+        A model sharing ``model``'s weights, mapping ``(B, S, S, C)`` to ``(B, S, S, K * (1 +
+        len(levels)))``: the main logits first, then one head per level.
+    """
+    n_levels = sum(1 for layer in model.layers if isinstance(layer, AttentionGate))
+    if not all(2 <= level <= n_levels for level in levels):
+        raise ValueError(f"deep supervision levels must lie in 2..{n_levels}, got {tuple(levels)}.")
+    logits = model.get_layer("logits")
+    policy = logits.dtype_policy  # the heads compute in the network's precision
+    n_classes = logits.filters
+    heads = [logits.output]
+    for level in levels:
+        name = f"deep_supervision{level}"
+        x = layers.Conv2D(n_classes, 1, dtype=policy, name=name)(_block_output(model, level))
+        up = layers.UpSampling2D(2 ** (level - 1), interpolation="bilinear", dtype=policy, name=f"{name}_up")
+        heads.append(up(x))
+    outputs = layers.Concatenate(dtype=policy, name="deep_supervision")(heads)
+    return keras.Model(model.input, outputs, name=f"{model.name}_deep_supervision")
+
+
+def _block_output(model: keras.Model, level: int):
+    """The output of decoder level ``level``'s :func:`conv_block` (after its last ReLU)."""
+    name = f"decoder{level}_conv2"
+    names = {layer.name for layer in model.layers}
+    return model.get_layer(f"{name}_relu" if f"{name}_relu" in names else name).output
 
 
 def model_config_of(model: keras.Model) -> ModelConfig:

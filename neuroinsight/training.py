@@ -38,7 +38,14 @@ from keras import ops
 from neuroinsight.augmentation import PRESETS, AugmentConfig
 from neuroinsight.data import SliceDataset
 from neuroinsight.errors import InputError
-from neuroinsight.model import NORMS, ModelConfig, build_attention_unet, load_model, logits_view
+from neuroinsight.model import (
+    NORMS,
+    ModelConfig,
+    build_attention_unet,
+    deep_supervision_view,
+    load_model,
+    logits_view,
+)
 from neuroinsight.preprocessing import DEFAULT_PREPROCESS, N_CLASSES, SEED_PREPROCESS, PreprocessConfig
 
 logger = logging.getLogger(__name__)
@@ -65,6 +72,9 @@ class TrainConfig:
             ``"ce_region_dice"`` (cross-entropy + soft Dice over the BraTS regions WT, TC, ET) or
             ``"wce_dice"`` (class-weighted cross-entropy, ``CLASS_WEIGHTS``, + soft Dice per class).
         augment: Name of an augmentation preset (``none``, ``flips``, ``robust``).
+        deep_supervision: Also apply the loss to auxiliary outputs of decoder levels 2 and 3
+            (:func:`neuroinsight.model.deep_supervision_view`), weighted as nnU-Net weights them
+            (``DEEP_SUPERVISION_WEIGHTS``); the saved network is the same either way.
         seed: Seeds weights, data order and augmentation.
         patience: Early-stopping patience in epochs (learning rate halves after half of it).
         select: ``"best"`` keeps the epoch with the best validation score (early stopping and
@@ -85,6 +95,7 @@ class TrainConfig:
     precision: str = "float32"
     loss: str = "ce"
     augment: str = "none"
+    deep_supervision: bool = False
     seed: int = 0
     patience: int = 8
     select: str = "best"
@@ -270,6 +281,22 @@ LOSS_FUNCTIONS = {
 }
 
 
+#: Loss weight of the main output and of each deep-supervision head, halving with each level
+#: down and summing to 1 (nnU-Net's weighting, Isensee et al. 2021).
+DEEP_SUPERVISION_WEIGHTS: tuple[float, ...] = (4 / 7, 2 / 7, 1 / 7)
+
+
+def deeply_supervised(loss: Callable, weights: Sequence[float] = DEEP_SUPERVISION_WEIGHTS) -> Callable:
+    """``loss`` applied to each head of a :func:`neuroinsight.model.deep_supervision_view` output, weighted."""
+
+    def combined(y_true, outputs):
+        heads = ops.split(outputs, len(weights), axis=-1)
+        return sum(weight * loss(y_true, head) for weight, head in zip(weights, heads, strict=True))
+
+    combined.__name__ = f"{loss.__name__}_deeply_supervised"
+    return combined
+
+
 class Overlap(keras.metrics.Metric):
     """Dice or IoU of a set of classes, pooled over every pixel of the epoch.
 
@@ -290,6 +317,8 @@ class Overlap(keras.metrics.Metric):
         self.total = self.add_variable(shape=(len(self.regions),), initializer="zeros", name="total")
 
     def update_state(self, y_true, y_pred, sample_weight=None) -> None:
+        # Deep supervision appends its heads' channels after the main output's: score the main one.
+        y_pred = y_pred[..., : ops.shape(y_true)[-1]]
         predicted = ops.argmax(y_pred, axis=-1)
         truth = ops.argmax(y_true, axis=-1)
         inters, totals = [], []
@@ -418,10 +447,12 @@ def train(
         learning_rate = keras.optimizers.schedules.CosineDecay(config.learning_rate, steps, alpha=0.05)
     with distribution_scope(strategy):
         model = build_attention_unet(config.model, dtype_policy=config.precision)
-        trainer = logits_view(model)  # same weights; the losses take logits (see cross_entropy)
+        # Same weights as the network; the losses take logits (see cross_entropy).
+        trainer = deep_supervision_view(model) if config.deep_supervision else logits_view(model)
+        loss = LOSS_FUNCTIONS[config.loss]
         trainer.compile(
             optimizer=keras.optimizers.Adam(learning_rate),
-            loss=LOSS_FUNCTIONS[config.loss],
+            loss=deeply_supervised(loss) if config.deep_supervision else loss,
             metrics=training_metrics(),
         )
     monitor = "val_dice_regions"
@@ -477,11 +508,14 @@ def train(
 def _save_network(path: Path, config: TrainConfig) -> None:
     """Rewrite a checkpoint as the softmax network alone.
 
-    Checkpoints hold the training view (logits) and the optimizer state, which would
-    double the file for no use at inference.
+    Checkpoints hold the training view (logits, and any deep-supervision heads) and the
+    optimizer state, which would double the file for no use at inference.
     """
     network = build_attention_unet(config.model, dtype_policy=config.precision)
-    network.set_weights(load_model(path).get_weights())
+    trained = load_model(path)
+    for layer in network.layers:  # by name: the training view may hold more layers than the network
+        if layer.weights:
+            layer.set_weights(trained.get_layer(layer.name).get_weights())
     network.save(str(path))
 
 

@@ -18,6 +18,7 @@ from neuroinsight.model import (
     AttentionGate,
     ModelConfig,
     build_attention_unet,
+    deep_supervision_view,
     load_model,
     logits_view,
     model_config_of,
@@ -25,7 +26,7 @@ from neuroinsight.model import (
     with_precision,
 )
 from neuroinsight.preprocessing import PreprocessConfig
-from neuroinsight.training import TrainConfig, read_history, train
+from neuroinsight.training import TrainConfig, deeply_supervised, read_history, train, training_metrics
 from tests.conftest import REPO
 
 TINY = ModelConfig(input_channels=2, image_size=32, filters=(4, 8, 16), bottleneck=32)
@@ -114,6 +115,41 @@ def test_logits_view_shares_the_weights():
     np.testing.assert_allclose(np.asarray(keras.ops.softmax(logits)), np.asarray(model(x)), atol=1e-6)
 
 
+@pytest.mark.parametrize("norm", ["none", "instance"])
+def test_deep_supervision_view_adds_upsampled_heads_and_shares_the_weights(norm):
+    model = build_attention_unet(replace(TINY, norm=norm))
+    view = deep_supervision_view(model)
+    x = np.random.default_rng(1).normal(size=(2, 32, 32, 2)).astype(np.float32)
+    outputs = np.asarray(view(x))
+    assert outputs.shape == (2, 32, 32, 12)  # main logits, then decoder levels 2 and 3
+    np.testing.assert_allclose(outputs[..., :4], np.asarray(logits_view(model)(x)), atol=1e-6)
+    heads = {layer.name for layer in view.layers} - {layer.name for layer in model.layers}
+    assert heads == {f"deep_supervision{level}{part}" for level in (2, 3) for part in ("", "_up")} | {
+        "deep_supervision"
+    }
+    with pytest.raises(ValueError, match=r"levels must lie in 2\.\.3"):
+        deep_supervision_view(model, levels=(1,))
+
+
+def test_deeply_supervised_loss_weights_each_head_and_metrics_score_the_main_one():
+    rng = np.random.default_rng(0)
+    truth = np.eye(4, dtype=np.float32)[rng.integers(0, 4, (2, 8, 8))]
+    good, bad = truth * 20.0, (1 - truth) * 20.0  # logits: right with confidence, wrong with confidence
+    plain = keras.losses.categorical_crossentropy
+
+    def ce(y, z):
+        return keras.ops.mean(plain(y, z, from_logits=True))
+
+    loss = deeply_supervised(ce, weights=(0.5, 0.3, 0.2))
+    assert float(loss(truth, np.concatenate([good, good, good], -1))) < 1e-6
+    only_main_wrong = float(loss(truth, np.concatenate([bad, good, good], -1)))
+    only_last_wrong = float(loss(truth, np.concatenate([good, good, bad], -1)))
+    np.testing.assert_allclose(only_main_wrong / only_last_wrong, 0.5 / 0.2, rtol=1e-4)
+    dice = training_metrics()[0]
+    dice.update_state(truth, np.concatenate([good, bad, bad], -1))
+    assert float(dice.result()) == pytest.approx(1.0)  # the heads' channels are not scored
+
+
 @pytest.mark.parametrize("policy", ["mixed_bfloat16", "mixed_float16"])
 def test_softmax_is_float32_under_mixed_precision(policy):
     model = with_precision(build_attention_unet(TINY), policy)
@@ -175,6 +211,21 @@ def test_training_without_validation_patients_keeps_the_last_epoch(phantom_data_
     assert info["val_cases"] == [] and info["epochs_run"] == 1
     history = read_history(out.with_suffix(".log.csv"))  # Keras logs NA for validation: left out
     assert "loss" in history and "dice_wt" in history and not any(k.startswith("val_") for k in history)
+
+
+@pytest.mark.slow
+def test_training_with_deep_supervision_saves_the_plain_network(phantom_data_dir, tmp_path):
+    dirs = io.list_cases(phantom_data_dir)
+    config = replace(TINY_TRAIN, epochs=2, loss="ce_dice", deep_supervision=True, learning_rate=3e-3)
+    out = tmp_path / "ds.keras"
+    result = train(config, dirs[:4], dirs[4:5], out, cache_dir=tmp_path / "cache", verbose=0)
+    assert result.history["loss"][1] < result.history["loss"][0]
+    network = load_model(out)  # the best epoch, rewritten from the checkpoint of the training view
+    plain = build_attention_unet(config.model)
+    assert [layer.name for layer in network.layers] == [layer.name for layer in plain.layers]
+    assert network.output_shape == (None, 32, 32, 4)
+    assert "val_dice_regions" in read_history(out.with_suffix(".log.csv"))
+    assert json.loads(out.with_suffix(".json").read_text())["train"]["deep_supervision"] is True
 
 
 KILLED_RUN = """
