@@ -99,7 +99,8 @@ LOWRES = replace(ROBUST, blur_sigma=1.5)
 # by less than a retraining does (model card), so no shipped model uses it.
 MODDROP = replace(ROBUST, modality_dropout=0.25)
 # Flips (the two-channel recipe's augmentation) plus elastic deformation, 3 px on 128-px slices
-# (about 4 mm: the slices span the brain's bounding square); under cross-validation before any shipped model uses it.
+# (about 4 mm: the slices span the brain's bounding square); cross-validated on two folds it lost
+# tumor core (model card), so no shipped model uses it.
 ELASTIC = replace(FLIPS, elastic_px=3.0)
 PRESETS: dict[str, AugmentConfig] = {
     "none": NO_AUGMENT,
