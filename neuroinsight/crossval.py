@@ -208,9 +208,9 @@ def recipe_name(preset: str, config: TrainConfig) -> str:
     """``preset`` plus ``+value`` for each recipe-defining setting that differs from the preset.
 
     ``recipe_name("four", config with augment="robust")`` is ``"four+robust"`` (and a 2.5-D
-    input of one neighbour per side adds ``+ctx1``, coronal slices ``+coronal``, deep supervision
-    ``+ds``), so that
-    ablations land beside the preset in the same tables and never overwrite its fold models.
+    input of one neighbour per side adds ``+ctx1``, coronal slices ``+coronal``, deep
+    supervision ``+ds``), so that ablations land beside the preset in the same tables and
+    never overwrite its fold models.
     """
     from neuroinsight.training import PRESET_CONFIGS
 

@@ -113,9 +113,9 @@ class ReportFiles:
 def report_files(result: CaseResult) -> ReportFiles:
     """Build the report files once per result and keep them in the session.
 
-    The PDF takes seconds and its previews a ``pdftoppm`` run; every widget click
-    reruns the page, so they are built on the first visit only. ``analyse``
-    drops them when a new result arrives.
+    Every widget click reruns the page; without this each rerun would build the PDF again,
+    run ``pdftoppm`` for its previews and re-encode the label map. ``analyse`` drops them
+    when a new result arrives.
     """
     if REPORT not in st.session_state:
         with st.spinner("Building the PDF report..."):
