@@ -125,6 +125,13 @@ def _add_recipe_arguments(p: argparse.ArgumentParser, *, named: bool) -> None:
         ("--filters", {"type": int, "nargs": "+"}, "encoder filters per level", "seed: 32 64 128", "P+f48-96-192"),
         ("--bottleneck", {"type": int}, "bottleneck filters", "seed: 256", "P+b384"),
         (
+            "--extra-planes",
+            {"choices": PLANE_CHOICES, "nargs": "+"},
+            "also train on these planes' slices, epochs as long as without (the network predicts in --plane)",
+            "default none",
+            "P+and-coronal",
+        ),
+        (
             "--deep-supervision",
             {"action": "store_true"},
             "also train auxiliary outputs of decoder levels 2 and 3 (the saved network is unchanged)",
@@ -197,6 +204,7 @@ def _run_train(args: argparse.Namespace) -> int:
         "filters": tuple(args.filters) if args.filters else None,
         "bottleneck": args.bottleneck,
         "deep_supervision": args.deep_supervision or None,
+        "extra_planes": tuple(args.extra_planes) if args.extra_planes else None,
     }
     config = replace(config, **{k: v for k, v in overrides.items() if v is not None})
     config = config.with_input(context=args.context, image_size=args.image_size, plane=args.plane)
@@ -570,6 +578,8 @@ def _run_crossval(args: argparse.Namespace) -> int:
     settings = _settings(args)
     overrides = {"precision": args.precision, "select": args.select}
     overrides.update({k: getattr(args, k) for k in ("augment", "loss", "norm", "deep_supervision") if getattr(args, k)})
+    if args.extra_planes:
+        overrides["extra_planes"] = tuple(args.extra_planes)
     tta_options = (False, True) if args.tta else (False,)
     rows = run_crossval(
         settings.data_dir,

@@ -208,9 +208,9 @@ def recipe_name(preset: str, config: TrainConfig) -> str:
     """``preset`` plus ``+value`` for each recipe-defining setting that differs from the preset.
 
     ``recipe_name("four", config with augment="robust")`` is ``"four+robust"`` (and a 2.5-D
-    input of one neighbour per side adds ``+ctx1``, coronal slices ``+coronal``, deep
-    supervision ``+ds``), so that ablations land beside the preset in the same tables and
-    never overwrite its fold models.
+    input of one neighbour per side adds ``+ctx1``, coronal slices ``+coronal``, axial
+    training slices joined by coronal ones ``+and-coronal``, deep supervision ``+ds``), so
+    that ablations land beside the preset in the same tables and never overwrite its fold models.
     """
     from neuroinsight.training import PRESET_CONFIGS
 
@@ -222,6 +222,8 @@ def recipe_name(preset: str, config: TrainConfig) -> str:
         changed.append(f"ctx{config.preprocess.context}")
     if config.preprocess.plane != base.preprocess.plane:
         changed.append(config.preprocess.plane)
+    if config.extra_planes != base.extra_planes:
+        changed.append("-".join(("and", *config.extra_planes)))
     return "+".join([preset, *changed])
 
 

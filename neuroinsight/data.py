@@ -22,7 +22,7 @@ import logging
 import math
 import os
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -109,6 +109,10 @@ class SliceDataset(_PyDataset):
         augment: Random transforms for training; ``NO_AUGMENT`` for validation.
         seed: Seed of the dataset's own random generator (order and augmentation).
         cache_dir: Memory-mapped cache folder; None re-reads each case's NIfTI files once per epoch.
+        extra_planes: Other slicing planes whose slices of the same cases join the pool
+            (multi-plane training: more distinct samples for a network that still predicts in
+            ``config.plane``). An epoch keeps ``config.plane``'s length and draws that many
+            records from the pool, so extra planes add variety at the same training cost.
         **kwargs: Passed to ``keras.utils.PyDataset`` (``workers``, ``use_multiprocessing``).
     """
 
@@ -122,6 +126,7 @@ class SliceDataset(_PyDataset):
         augment: AugmentConfig = NO_AUGMENT,
         seed: int = 0,
         cache_dir: Path | None = None,
+        extra_planes: Sequence[str] = (),
         **kwargs,
     ) -> None:
         super().__init__(**kwargs)
@@ -129,18 +134,24 @@ class SliceDataset(_PyDataset):
             raise InputError("No cases given to the data generator.")
         if batch_size < 1:
             raise InputError(f"batch_size must be at least 1, got {batch_size}.")
-        self.case_dirs = [Path(p) for p in case_dirs]
+        if config.plane in extra_planes:
+            raise InputError(f"extra_planes repeats the main plane {config.plane!r}.")
         self.config = config
+        # One source per (plane, case): the main plane's cases first, then each extra plane's.
+        configs = [config, *(replace(config, plane=plane) for plane in extra_planes)]
+        self._sources = [(Path(p), c) for c in configs for p in case_dirs]
+        self.case_dirs = [Path(p) for p in case_dirs]
         self.batch_size = batch_size
         self.shuffle = shuffle
         self.augment = augment
         self.cache_dir = cache_dir
         self._rng = np.random.default_rng(seed)
         self._cases: dict[int, CaseSlices] = {}
-        counts = [self._case(i).classes.shape[0] for i in range(len(self.case_dirs))]
+        counts = [self._case(i).classes.shape[0] for i in range(len(self._sources))]
         if cache_dir is None:
             self._cases.clear()  # keep nothing in memory: the seed's re-reading behaviour
-        if sum(counts) == 0:
+        self.epoch_size = sum(counts[: len(self.case_dirs)])
+        if self.epoch_size == 0:
             where = f"slices {config.slice_range[0]}..{config.slice_range[1]}" if config.slice_range else "brain slices"
             raise InputError(
                 f"No training slices: none of the {len(self.case_dirs)} cases has {where} "
@@ -151,14 +162,15 @@ class SliceDataset(_PyDataset):
 
     def _case(self, index: int) -> CaseSlices:
         if index not in self._cases:
+            case_dir, config = self._sources[index]
             if self.cache_dir is not None:
-                self._cases[index] = cached_training_slices(self.case_dirs[index], self.config, self.cache_dir)
+                self._cases[index] = cached_training_slices(case_dir, config, self.cache_dir)
             else:
-                self._cases = {index: load_training_slices(self.case_dirs[index], self.config)}
+                self._cases = {index: load_training_slices(case_dir, config)}
         return self._cases[index]
 
     def __len__(self) -> int:
-        return math.ceil(len(self.records) / self.batch_size)
+        return math.ceil(self.epoch_size / self.batch_size)
 
     def __getitem__(self, index: int) -> tuple[NDArray[np.float32], NDArray[np.float32]]:
         picked = self.records[self.order[index * self.batch_size : (index + 1) * self.batch_size]]
@@ -189,7 +201,7 @@ class SliceDataset(_PyDataset):
         """
         if self.cache_dir is not None:
             return self._rng.permutation(len(self.records))
-        cases = self._rng.permutation(len(self.case_dirs))
+        cases = self._rng.permutation(len(self._sources))
         return np.concatenate([self._rng.permutation(np.nonzero(self.records[:, 0] == c)[0]) for c in cases])
 
 

@@ -46,7 +46,7 @@ from neuroinsight.model import (
     load_model,
     logits_view,
 )
-from neuroinsight.preprocessing import DEFAULT_PREPROCESS, N_CLASSES, SEED_PREPROCESS, PreprocessConfig
+from neuroinsight.preprocessing import DEFAULT_PREPROCESS, N_CLASSES, PLANE_AXES, SEED_PREPROCESS, PreprocessConfig
 
 logger = logging.getLogger(__name__)
 
@@ -75,6 +75,9 @@ class TrainConfig:
         deep_supervision: Also apply the loss to auxiliary outputs of decoder levels 2 and 3
             (:func:`neuroinsight.model.deep_supervision_view`), weighted as nnU-Net weights them
             (``DEEP_SUPERVISION_WEIGHTS``); the saved network is the same either way.
+        extra_planes: Slicing planes whose slices join the training samples beside
+            ``preprocess.plane``'s, each epoch as long as without them (``SliceDataset``); the
+            network still predicts in ``preprocess.plane``.
         seed: Seeds weights, data order and augmentation.
         patience: Early-stopping patience in epochs (learning rate halves after half of it).
         select: ``"best"`` keeps the epoch with the best validation score (early stopping and
@@ -96,6 +99,7 @@ class TrainConfig:
     loss: str = "ce"
     augment: str = "none"
     deep_supervision: bool = False
+    extra_planes: tuple[str, ...] = ()
     seed: int = 0
     patience: int = 8
     select: str = "best"
@@ -112,6 +116,11 @@ class TrainConfig:
             raise InputError(f"norm must be one of {NORMS}, got {self.norm!r}.")
         if self.augment not in PRESETS:
             raise InputError(f"augment must be one of {tuple(PRESETS)}, got {self.augment!r}.")
+        if self.preprocess.plane in self.extra_planes or not set(self.extra_planes) <= set(PLANE_AXES):
+            raise InputError(
+                f"extra planes must be other planes than {self.preprocess.plane!r} among {tuple(PLANE_AXES)}, "
+                f"got {self.extra_planes!r}."
+            )
         if self.epochs < 1 or self.batch_size < 1 or self.learning_rate <= 0:
             raise InputError("epochs and batch size must be positive, and the learning rate above 0.")
         # Each encoder level halves the image and the decoder doubles it back: the side must
@@ -166,6 +175,7 @@ class TrainConfig:
         values = dict(data)
         values["preprocess"] = PreprocessConfig.from_dict(values["preprocess"])
         values["filters"] = tuple(values["filters"])
+        values["extra_planes"] = tuple(values.get("extra_planes", ()))
         return cls(**values)
 
 
@@ -438,7 +448,14 @@ def train(
         )
     keras.utils.set_random_seed(config.seed)
     common = {"config": config.preprocess, "batch_size": config.batch_size, "cache_dir": cache_dir}
-    train_data = SliceDataset(train_dirs, shuffle=True, augment=config.augmentation, seed=config.seed, **common)
+    train_data = SliceDataset(
+        train_dirs,
+        shuffle=True,
+        augment=config.augmentation,
+        seed=config.seed,
+        extra_planes=config.extra_planes,
+        **common,
+    )
     # Without validation patients every patient trains; nothing is logged for validation.
     val_data = SliceDataset(val_dirs, shuffle=False, seed=config.seed, **common) if val_dirs else None
     learning_rate: float | keras.optimizers.schedules.LearningRateSchedule = config.learning_rate
