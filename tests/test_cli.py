@@ -184,8 +184,10 @@ def test_train_command_writes_model_settings_and_log(phantom_data_dir, tmp_path,
     # Three 2x2 poolings need a side divisible by 8: said before any data is read.
     assert main([*args, "--image-size", "100"]) == 2
     assert "image size must be a multiple of 8" in capsys.readouterr().err
+    assert main([*args, "--extra-planes", "axial"]) == 2  # the network's own plane is no extra
+    assert "extra planes must be other planes than 'axial'" in capsys.readouterr().err
     wide = ["--image-size", "64", "--filters", "8", "16", "32", "--bottleneck", "64"]
-    assert main([*args, *wide, "--deep-supervision"]) == 0
+    assert main([*args, *wide, "--deep-supervision", "--extra-planes", "coronal"]) == 0
     printed = capsys.readouterr().out
     assert "train " in printed and "test " in printed and "trained 1 epochs" in printed
     info = json.loads(out.with_suffix(".json").read_text())
@@ -193,6 +195,7 @@ def test_train_command_writes_model_settings_and_log(phantom_data_dir, tmp_path,
     assert info["model"]["filters"] == [8, 16, 32] and info["model"]["bottleneck"] == 64
     assert info["preset"] == "improved" and info["train"]["batch_size"] == 2  # the seed's batch size
     assert info["train"]["loss"] == "ce_dice" and info["train"]["preprocess"]["slice_range"] is None
+    assert info["train"]["extra_planes"] == ["coronal"] and "plane" not in info["train"]["preprocess"]
     assert len(info["split"]["test"]) == 1 and out.with_suffix(".log.csv").exists()
     assert info["train"]["deep_supervision"] is True
     assert load_model(out).output_shape == (None, 64, 64, 4)  # the heads stay out of the saved network

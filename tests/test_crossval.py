@@ -172,6 +172,7 @@ def test_recipe_name_marks_overridden_loss_or_augmentation():
     assert recipe_name("four", replace(four, augment="robust").with_input(plane="coronal")) == "four+robust+coronal"
     assert recipe_name("four", replace(four, augment="robust", norm="instance")) == "four+robust+instance"
     assert recipe_name("improved", replace(improved, deep_supervision=True)) == "improved+ds"
+    assert recipe_name("improved", replace(improved, extra_planes=("coronal",))) == "improved+and-coronal"
 
 
 def _row(post: str, case: str, fold: int, region: str, dice: float, volume_error: float) -> dict:

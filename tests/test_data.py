@@ -50,6 +50,22 @@ def test_epoch_end_reshuffles_image_label_pairs_together(phantom_data_dir, tmp_p
         assert key_before[after_x[i].tobytes()] == after_y[i].tobytes()
 
 
+def test_extra_planes_join_the_pool_at_the_same_epoch_length(phantom_data_dir, tmp_path):
+    dirs = io.list_cases(phantom_data_dir)[:2]
+    config = PreprocessConfig(image_size=32)
+    axial = SliceDataset(dirs, config, batch_size=8, shuffle=False, cache_dir=tmp_path)
+    both = SliceDataset(dirs, config, batch_size=8, seed=1, cache_dir=tmp_path, extra_planes=("coronal",))
+    assert len(both) == len(axial) and both.epoch_size == len(axial.records)
+    assert len(both.records) > len(axial.records)  # the coronal slices are there too
+    # An epoch draws from both planes: records past the axial ones are coronal slices.
+    drawn = both.order[: both.epoch_size]
+    assert (drawn >= len(axial.records)).any() and (drawn < len(axial.records)).any()
+    x, y = both[0]
+    assert x.shape == (8, 32, 32, 2) and y.shape == (8, 32, 32, 4)
+    with pytest.raises(InputError, match="main plane"):
+        SliceDataset(dirs, config, cache_dir=tmp_path, extra_planes=("axial",))
+
+
 def test_cache_gives_what_the_uncached_generator_gives(phantom_data_dir, tmp_path):
     dirs = io.list_cases(phantom_data_dir)[:1]
     cached = SliceDataset(dirs, CONFIG, batch_size=24, shuffle=False, cache_dir=tmp_path)
