@@ -20,11 +20,15 @@ or tuned), so ``python -m neuroinsight crossval-table OUT`` summarises it.
     # an axial and a coronal model of one recipe, on the folds both exist for
     PYTHONPATH=. python bench/crossval/ensembles.py --work runs/crossval --only-folds 0 1 \
         --recipes four+robust+val0 four+robust+coronal+val0 --out bench/crossval/ensembles_planes_folds01.csv
+    # one network read in two planes (multi-view inference): RECIPE@PLANE slices the case in PLANE
+    PYTHONPATH=. python bench/crossval/ensembles.py --work runs/crossval \
+        --recipes improved+and-coronal+val0 improved+and-coronal+val0@coronal --out views.csv
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import itertools
 from pathlib import Path
 
@@ -52,11 +56,11 @@ def main() -> None:
     combos = [c for n in range(1, len(args.recipes) + 1) for c in itertools.combinations(args.recipes, n)]
     rows = []
     for fold in args.only_folds or range(args.folds):
-        paths = {r: args.work / f"{r}_fold{fold}.keras" for r in args.recipes}
+        paths = {r: args.work / f"{r.split('@')[0]}_fold{fold}.keras" for r in args.recipes}
         tests = {r: tuple(read_model_info(p)["split"]["test"]) for r, p in paths.items()}
         if len(set(tests.values())) != 1:
             raise SystemExit(f"fold {fold}: the recipes' test patients differ: {tests}")
-        segmenters = {r: Segmenter.from_path(p) for r, p in paths.items()}
+        segmenters = {r: in_plane(Segmenter.from_path(p), r) for r, p in paths.items()}
         sites = training_sites(read_model_info(paths[args.recipes[0]])["split"])
         for case_id in tests[args.recipes[0]]:
             case = io.load_case(args.data / case_id)
@@ -78,6 +82,15 @@ def main() -> None:
                         rows.append(row)
             print(f"fold {fold} {case_id}: done", flush=True)
     args.out.write_text(rows_to_csv(rows, extra_columns=("preset", "tta", "post", "fold")))
+
+
+def in_plane(segmenter: Segmenter, recipe: str) -> Segmenter:
+    """The segmenter of ``RECIPE@PLANE``: the same network, reading slices of ``PLANE``."""
+    if "@" not in recipe:
+        return segmenter
+    plane = recipe.split("@")[1]
+    preprocess = dataclasses.replace(segmenter.preprocess, plane=plane)
+    return Segmenter(segmenter.model, preprocess, name=recipe, info=segmenter.info)
 
 
 if __name__ == "__main__":
