@@ -197,8 +197,8 @@ class SliceDataset(_PyDataset):
         Without one a case is read from disk whenever a batch needs a case not in memory,
         so cases come in random order, each with its slices shuffled and kept together:
         every case is read once per epoch (as the seed's generator reads whole patients)
-        instead of once per slice. With extra planes an epoch then covers whole (case, plane)
-        sources, as many slices as the main plane holds.
+        instead of once per slice. With extra planes the epoch takes (case, plane) sources in
+        that order until it holds as many slices as the main plane; the last one may be cut short.
         """
         if self.cache_dir is not None:
             return self._rng.permutation(len(self.records))
