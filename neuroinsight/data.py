@@ -29,7 +29,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from neuroinsight import io
-from neuroinsight.augmentation import NO_AUGMENT, AugmentConfig, augment_slice
+from neuroinsight.augmentation import NO_AUGMENT, AugmentConfig, augment_slice, carve_mix
 from neuroinsight.errors import InputError
 from neuroinsight.preprocessing import (
     N_CLASSES,
@@ -159,6 +159,44 @@ class SliceDataset(_PyDataset):
             )
         self.records = np.array([(c, s) for c, n in enumerate(counts) for s in range(n)], dtype=np.int64)
         self.order = self._shuffled() if shuffle else np.arange(len(self.records))
+        self._donors = self._tumor_records(counts) if augment.carvemix else None
+
+    def _tumor_records(self, counts: Sequence[int]) -> NDArray[np.float64]:
+        """CarveMix donors: ``(record, source, relative height)`` of every slice with tumor."""
+        rows = []
+        for source, n in enumerate(counts):
+            has_tumor = np.any(np.asarray(self._case(source).classes) > 0, axis=(1, 2))
+            first = int(np.searchsorted(self.records[:, 0], source))
+            rows += [(first + s, source, s / max(n - 1, 1)) for s in np.nonzero(has_tumor)[0]]
+        if self.cache_dir is None:
+            self._cases.clear()
+        return np.array(rows, dtype=np.float64).reshape(-1, 3)
+
+    def _carve_mix(self, source: int, index: int, image: NDArray, label: NDArray) -> tuple[NDArray, NDArray]:
+        """Paste a tumor from another patient's slice in the same plane at a similar height.
+
+        Brains are cropped to their bounding square before resizing, so slices at the same
+        relative height of two patients show similar anatomy where the tumor lands.
+        """
+        n_cases = len(self.case_dirs)
+        height = index / max(int(np.sum(self.records[:, 0] == source)) - 1, 1)
+        donors = self._donors
+        same_plane = donors[:, 1].astype(int) // n_cases == source // n_cases
+        other_patient = donors[:, 1].astype(int) % n_cases != source % n_cases
+        candidates = np.nonzero(same_plane & other_patient & (np.abs(donors[:, 2] - height) <= 0.1))[0]
+        if candidates.size == 0:
+            return image, label
+        donor_source, donor_index = self.records[int(donors[self._rng.choice(candidates), 0])]
+        donor = self._case(int(donor_source))
+        margin = self._rng.uniform(0, self.augment.carvemix_margin_px)
+        mixed = carve_mix(
+            image,
+            label,
+            np.asarray(donor.images[donor_index], dtype=np.float32),
+            np.asarray(donor.classes[donor_index], dtype=np.uint8),
+            margin,
+        )
+        return mixed if mixed is not None else (image, label)
 
     def _case(self, index: int) -> CaseSlices:
         if index not in self._cases:
@@ -180,6 +218,8 @@ class SliceDataset(_PyDataset):
             case = self._case(int(case_index))
             image = np.asarray(case.images[slice_index], dtype=np.float32)
             label = np.asarray(case.classes[slice_index], dtype=np.uint8)
+            if self.augment.carvemix and self._rng.random() < self.augment.carvemix:
+                image, label = self._carve_mix(int(case_index), int(slice_index), image, label)
             if self.augment != NO_AUGMENT:
                 image, label = augment_slice(image, label, self.augment, self._rng, group=group)
             images.append(image)

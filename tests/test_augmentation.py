@@ -155,3 +155,29 @@ def test_modality_dropout_keeps_a_single_modality_and_its_rate(slice_pair):
     rng = np.random.default_rng(4)
     blanked = [(~aug.augment_slice(images, classes, aug.MODDROP, rng)[0].any(axis=(0, 1))).any() for _ in range(400)]
     assert 0.15 < np.mean(blanked) < 0.35  # MODDROP drops a modality in about a quarter of slices
+
+
+def test_carve_mix_pastes_the_donor_tumor_with_its_own_labels(slice_pair):
+    images, classes = slice_pair
+    recipient_images, recipient_classes = images.copy(), np.zeros_like(classes)  # a slice without tumor
+    recipient_images[recipient_images != 0] *= 0.5  # tell the two slices apart
+    mixed = aug.carve_mix(recipient_images, recipient_classes, images, classes, margin_px=3.0)
+    assert mixed is not None
+    out_images, out_classes = mixed
+    tumor = classes > 0
+    np.testing.assert_array_equal(out_classes[tumor], classes[tumor])  # the whole tumor, exact labels
+    np.testing.assert_array_equal(out_images[tumor], images[tumor])
+    assert _alignment(out_images, out_classes) > 0.5
+    carved = (out_images != recipient_images).any(axis=-1)
+    assert carved.sum() > tumor.sum()  # a margin of the donor's surroundings came along...
+    assert (out_classes[carved & ~tumor] == 0).all()  # ...labelled as the donor's background
+    far = ~carved
+    np.testing.assert_array_equal(out_images[far], recipient_images[far])  # the rest is untouched
+
+
+def test_carve_mix_declines_a_tumor_outside_the_recipient_brain(slice_pair):
+    images, classes = slice_pair
+    shifted = np.roll(images, images.shape[0] // 2, axis=0)  # the recipient's brain elsewhere
+    shifted[: images.shape[0] // 2] = 0
+    assert aug.carve_mix(shifted, np.zeros_like(classes), images, classes, margin_px=3.0) is None
+    assert aug.carve_mix(images, classes, images, np.zeros_like(classes), margin_px=3.0) is None

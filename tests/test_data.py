@@ -121,3 +121,22 @@ def test_uncached_epochs_read_each_case_once(phantom_data_dir):
         assert np.count_nonzero(np.diff(cases)) == len(dirs) - 1  # each case's slices come together
         data.on_epoch_end()
     assert not np.array_equal(order, data.order)
+
+
+def test_carvemix_brings_other_patients_tumors_into_tumor_free_slices(phantom_data_dir, tmp_path):
+    from neuroinsight.augmentation import AugmentConfig
+
+    dirs = io.list_cases(phantom_data_dir)[:3]
+    config = PreprocessConfig(image_size=32)
+    plain = SliceDataset(dirs, config, batch_size=1000, shuffle=False, cache_dir=tmp_path)
+    mixing = SliceDataset(
+        dirs, config, batch_size=1000, shuffle=False, cache_dir=tmp_path, augment=AugmentConfig(carvemix=1.0)
+    )
+    (x0, y0), (x1, y1) = plain[0], mixing[0]
+    tumor0, tumor1 = y0[..., 1:].sum(axis=(1, 2, 3)) > 0, y1[..., 1:].sum(axis=(1, 2, 3)) > 0
+    changed = (x0 != x1).any(axis=(1, 2, 3))
+    assert (changed & ~tumor0 & tumor1).sum() >= 3  # tumor-free slices received a tumor
+    assert not (changed & ~tumor1).any()  # every changed slice carries the tumor it was given
+    for i in np.nonzero(changed)[0]:  # pasted voxels are another slice's, the rest untouched
+        moved = (x0[i] != x1[i]).any(axis=-1)
+        np.testing.assert_array_equal(y1[i][~moved], y0[i][~moved])
