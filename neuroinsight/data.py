@@ -159,42 +159,44 @@ class SliceDataset(_PyDataset):
             )
         self.records = np.array([(c, s) for c, n in enumerate(counts) for s in range(n)], dtype=np.int64)
         self.order = self._shuffled() if shuffle else np.arange(len(self.records))
-        self._donors = self._tumor_records(counts) if augment.carvemix else None
+        # CarveMix donors: the records of every slice with tumor, and each record's relative height.
+        self._heights = np.concatenate([np.arange(n) / max(n - 1, 1) for n in counts])
+        self._donors = self._tumor_records() if augment.carvemix else np.zeros(0, dtype=np.int64)
 
-    def _tumor_records(self, counts: Sequence[int]) -> NDArray[np.float64]:
-        """CarveMix donors: ``(record, source, relative height)`` of every slice with tumor."""
-        rows = []
-        for source, n in enumerate(counts):
-            has_tumor = np.any(np.asarray(self._case(source).classes) > 0, axis=(1, 2))
-            first = int(np.searchsorted(self.records[:, 0], source))
-            rows += [(first + s, source, s / max(n - 1, 1)) for s in np.nonzero(has_tumor)[0]]
+    def _tumor_records(self) -> NDArray[np.int64]:
+        """Indices into ``records`` of the slices that show tumor (read once, at start)."""
+        has_tumor = [
+            np.any(np.asarray(self._case(source).classes) > 0, axis=(1, 2)) for source in range(len(self._sources))
+        ]
         if self.cache_dir is None:
             self._cases.clear()
-        return np.array(rows, dtype=np.float64).reshape(-1, 3)
+        return np.nonzero(np.concatenate(has_tumor))[0]
 
-    def _carve_mix(self, source: int, index: int, image: NDArray, label: NDArray) -> tuple[NDArray, NDArray]:
+    def _carve_mix(self, record: int, image: NDArray, label: NDArray) -> tuple[NDArray, NDArray]:
         """Paste a tumor from another patient's slice in the same plane at a similar height.
 
         Brains are cropped to their bounding square before resizing, so slices at the same
         relative height of two patients show similar anatomy where the tumor lands.
         """
         n_cases = len(self.case_dirs)
-        height = index / max(int(np.sum(self.records[:, 0] == source)) - 1, 1)
-        donors = self._donors
-        same_plane = donors[:, 1].astype(int) // n_cases == source // n_cases
-        other_patient = donors[:, 1].astype(int) % n_cases != source % n_cases
-        candidates = np.nonzero(same_plane & other_patient & (np.abs(donors[:, 2] - height) <= 0.1))[0]
+        source = self.records[record, 0]
+        donor_sources = self.records[self._donors, 0]
+        plane, patient = divmod(source, n_cases)  # sources are ordered plane by plane
+        candidates = self._donors[
+            (donor_sources // n_cases == plane)
+            & (donor_sources % n_cases != patient)
+            & (np.abs(self._heights[self._donors] - self._heights[record]) <= 0.1)
+        ]
         if candidates.size == 0:
             return image, label
-        donor_source, donor_index = self.records[int(donors[self._rng.choice(candidates), 0])]
+        donor_source, donor_index = self.records[self._rng.choice(candidates)]
         donor = self._case(int(donor_source))
-        margin = self._rng.uniform(0, self.augment.carvemix_margin_px)
         mixed = carve_mix(
             image,
             label,
             np.asarray(donor.images[donor_index], dtype=np.float32),
             np.asarray(donor.classes[donor_index], dtype=np.uint8),
-            margin,
+            self._rng.uniform(0, self.augment.carvemix_margin_px),
         )
         return mixed if mixed is not None else (image, label)
 
@@ -211,15 +213,15 @@ class SliceDataset(_PyDataset):
         return math.ceil(self.epoch_size / self.batch_size)
 
     def __getitem__(self, index: int) -> tuple[NDArray[np.float32], NDArray[np.float32]]:
-        picked = self.records[self.order[index * self.batch_size : (index + 1) * self.batch_size]]
         images, classes = [], []
         group = slices_per_modality(self.config.context)  # one intensity draw per modality
-        for case_index, slice_index in picked:
+        for record in self.order[index * self.batch_size : (index + 1) * self.batch_size]:
+            case_index, slice_index = self.records[record]
             case = self._case(int(case_index))
             image = np.asarray(case.images[slice_index], dtype=np.float32)
             label = np.asarray(case.classes[slice_index], dtype=np.uint8)
             if self.augment.carvemix and self._rng.random() < self.augment.carvemix:
-                image, label = self._carve_mix(int(case_index), int(slice_index), image, label)
+                image, label = self._carve_mix(int(record), image, label)
             if self.augment != NO_AUGMENT:
                 image, label = augment_slice(image, label, self.augment, self._rng, group=group)
             images.append(image)
