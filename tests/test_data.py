@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from neuroinsight import io
+from neuroinsight.augmentation import AugmentConfig
 from neuroinsight.data import SliceDataset, split_cases, stratified_folds, stratified_split
 from neuroinsight.errors import InputError
 from neuroinsight.preprocessing import PreprocessConfig
@@ -124,8 +125,6 @@ def test_uncached_epochs_read_each_case_once(phantom_data_dir):
 
 
 def test_carvemix_brings_other_patients_tumors_into_tumor_free_slices(phantom_data_dir, tmp_path):
-    from neuroinsight.augmentation import AugmentConfig
-
     dirs = io.list_cases(phantom_data_dir)[:3]
     config = PreprocessConfig(image_size=32)
     plain = SliceDataset(dirs, config, batch_size=1000, shuffle=False, cache_dir=tmp_path)
