@@ -112,6 +112,9 @@ ELASTIC = replace(FLIPS, elastic_px=3.0)
 # ROBUST plus CarveMix in 30 % of the slices: with 9 training patients per fold every tumor is seen
 # in one brain only; pasting it into the others multiplies the tumor/context pairs.
 CARVEMIX = replace(ROBUST, carvemix=0.3)
+# The two-channel recipe's flips plus the same CarveMix: the two-channel model lost WT under ROBUST's
+# intensity transforms, so its CarveMix trial keeps its own augmentation otherwise.
+FLIPS_CARVEMIX = replace(FLIPS, carvemix=0.3)
 PRESETS: dict[str, AugmentConfig] = {
     "none": NO_AUGMENT,
     "flips": FLIPS,
@@ -121,6 +124,7 @@ PRESETS: dict[str, AugmentConfig] = {
     "moddrop": MODDROP,
     "elastic": ELASTIC,
     "carvemix": CARVEMIX,
+    "flips-carvemix": FLIPS_CARVEMIX,
 }
 
 
