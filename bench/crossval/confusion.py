@@ -21,7 +21,7 @@ import numpy as np
 
 from neuroinsight import io
 from neuroinsight.config import DEFAULT_DATA_DIR
-from neuroinsight.inference import DEFAULT_POSTPROCESS, Segmenter
+from neuroinsight.inference import DEFAULT_POSTPROCESS, Segmentation, Segmenter
 from neuroinsight.metrics import confusion_matrix, score_case
 from neuroinsight.preprocessing import PreparedVolume, labels_to_classes, prepare_label
 
@@ -40,12 +40,13 @@ class ChannelAblated(Segmenter):
         return prepared
 
 
-def labels_of(segmenter: Segmenter, case: io.Case) -> np.ndarray:
-    return segmenter.segment(case, tta=True, attention=False, post=DEFAULT_POSTPROCESS).labels
+def segment(segmenter: Segmenter, case: io.Case) -> Segmentation:
+    """As the app segments: flip TTA, tuned region decoding, largest component."""
+    return segmenter.segment(case, tta=True, attention=False, post=DEFAULT_POSTPROCESS)
 
 
-def channel_means_text(segmenter: Segmenter, case: io.Case) -> list[str]:
-    prepared = segmenter.prepare(case)
+def channel_means_text(segmenter: Segmenter, prepared: PreparedVolume, case: io.Case) -> list[str]:
+    """Mean of each input channel inside each true label, on the network input ``prepared``."""
     classes = prepare_label(case.label, prepared, segmenter.preprocess.image_size)
     lines = []
     for label, cls in zip(LABELS, labels_to_classes(np.array(LABELS)), strict=True):
@@ -72,7 +73,8 @@ def main() -> None:
     case = io.load_case(args.data / args.case)
     for path in args.models:
         segmenter = ChannelAblated.from_path(path)
-        labels = labels_of(segmenter, case)
+        segmentation = segment(segmenter, case)
+        labels = segmentation.labels
         counts = confusion_matrix(labels, case.label, LABELS)
         print(f"{path.name} on {args.case}: share of each true label's voxels by predicted label")
         print("true \\ predicted " + " ".join(f"{label:>6d}" for label in LABELS))
@@ -81,9 +83,9 @@ def main() -> None:
         print(f"  all channels: {dice_text(labels, case)}")
         for channel, modality in enumerate(segmenter.preprocess.modalities):
             segmenter.blank = channel
-            print(f"  {modality} at the brain mean: {dice_text(labels_of(segmenter, case), case)}")
+            print(f"  {modality} at the brain mean: {dice_text(segment(segmenter, case).labels, case)}")
         segmenter.blank = None
-        print("\n".join(channel_means_text(segmenter, case)))
+        print("\n".join(channel_means_text(segmenter, segmentation.prepared, case)))
 
 
 if __name__ == "__main__":
