@@ -165,6 +165,16 @@ def elastic_deform(images: NDArray, classes: NDArray, field: NDArray) -> tuple[N
     return out, lab
 
 
+def slice_brain(images: NDArray) -> NDArray[np.bool_]:
+    """Brain pixels of a prepared slice ``(H, W, C)``: non-zero in any channel.
+
+    Preprocessing z-scores brain voxels and sets everything outside the brain to exactly 0, so a
+    pixel that is 0 in every channel is background. Intensity transforms act only inside this
+    mask, so the background stays 0 and the network never sees a shifted, noisy surround.
+    """
+    return np.any(images != 0, axis=-1)
+
+
 def gain_offset(images: NDArray, brain: NDArray, gain: NDArray, offset: NDArray) -> NDArray:
     """``x * gain + offset`` per channel inside the brain."""
     return np.where(brain[..., None], images * gain + offset, 0).astype(np.float32)
@@ -239,11 +249,11 @@ def carve_mix(
     tumor = donor_classes > 0
     if not tumor.any():
         return None
-    brain = np.any(images != 0, axis=-1)
+    brain = slice_brain(images)
     if brain[tumor].mean() < min_inside:
         return None
     distance = cv2.distanceTransform((~tumor).astype(np.uint8), cv2.DIST_L2, 5)
-    carved = (distance <= margin_px) & brain & np.any(donor_images != 0, axis=-1)
+    carved = (distance <= margin_px) & brain & slice_brain(donor_images)
     mixed = np.where(carved[..., None], donor_images, images).astype(np.float32)
     return mixed, np.where(carved, donor_classes, classes).astype(np.uint8)
 
@@ -275,7 +285,7 @@ def augment_slice(
     if config.elastic_px and rng.random() < config.prob:
         field = elastic_field(classes.shape, config.elastic_px, rng)
         images, classes = elastic_deform(np.ascontiguousarray(images), np.ascontiguousarray(classes), field)
-    brain = np.any(images != 0, axis=-1)
+    brain = slice_brain(images)
     if (config.intensity_scale or config.intensity_shift) and rng.random() < config.prob:
         gain = 1.0 + rng.uniform(-config.intensity_scale, config.intensity_scale, n_draws)
         offset = rng.uniform(-config.intensity_shift, config.intensity_shift, n_draws)
