@@ -115,6 +115,9 @@ CARVEMIX = replace(ROBUST, carvemix=0.3)
 # The two-channel recipe's flips plus the same CarveMix: the two-channel model lost WT under ROBUST's
 # intensity transforms, so its CarveMix trial keeps its own augmentation otherwise.
 FLIPS_CARVEMIX = replace(FLIPS, carvemix=0.3)
+# ROBUST's geometric transforms without its intensity ones: ROBUST cost the two-channel recipe WT on
+# 11 of 12 patients, and this separates the rotations and zooms from the contrast changes.
+GEOMETRIC = replace(FLIPS, rotate_deg=ROBUST.rotate_deg, scale=ROBUST.scale, prob=ROBUST.prob)
 PRESETS: dict[str, AugmentConfig] = {
     "none": NO_AUGMENT,
     "flips": FLIPS,
@@ -125,6 +128,7 @@ PRESETS: dict[str, AugmentConfig] = {
     "elastic": ELASTIC,
     "carvemix": CARVEMIX,
     "flips-carvemix": FLIPS_CARVEMIX,
+    "geometric": GEOMETRIC,
 }
 
 

@@ -25,7 +25,18 @@ logger = logging.getLogger(__name__)
 #: ``PLANE_AXES``, ``crossval.CROSSVAL_EPOCHS`` and ``CROSSVAL_BATCH_SIZE``, spelled out so that
 #: building the parser does not import Keras (tests/test_cli.py checks that they agree).
 LOSS_CHOICES = ("ce", "ce_dice", "ce_region_dice", "wce_dice")
-AUGMENT_CHOICES = ("none", "flips", "robust", "strong", "lowres", "moddrop", "elastic", "carvemix", "flips-carvemix")
+AUGMENT_CHOICES = (
+    "none",
+    "flips",
+    "robust",
+    "strong",
+    "lowres",
+    "moddrop",
+    "elastic",
+    "carvemix",
+    "flips-carvemix",
+    "geometric",
+)
 NORM_CHOICES = ("none", "batch", "instance")
 DECODE_CHOICES = ("argmax", "regions")
 PLANE_CHOICES = ("axial", "coronal")
