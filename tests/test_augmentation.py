@@ -43,6 +43,7 @@ SINGLE = {
     "all (strong preset)": aug.STRONG,
     "all (lowres preset)": aug.LOWRES,
     "all (elastic preset)": aug.ELASTIC,
+    "all (geometric preset)": aug.GEOMETRIC,
 }
 
 

@@ -45,3 +45,21 @@ def test_et_contrast_sees_enhancement_and_its_absence():
     t1ce[et] = np.median(t1ce[case.images["t1"] > 0])  # the label stays, the enhancement goes
     flat = contrast(dataclasses.replace(case, images={**case.images, "t1ce": t1ce}))
     assert abs(flat["t1ce_z_median"]) < 0.5 and flat["bright_fraction"] == 0
+
+
+def test_tta_views_are_undone_before_they_are_averaged():
+    """`bench/crossval/tta.py`: a warped view warped back lands on the original; the forward warp moves it."""
+    import numpy as np
+
+    from bench.crossval.tta import VARIANTS, warp
+
+    # A smooth off-centre blob: rotations and zooms move it, and two linear interpolations blur it little.
+    rows, cols = np.mgrid[:64, :64]
+    blob = np.exp(-((rows - 22) ** 2 + (cols - 42) ** 2) / (2 * 5.0**2)).astype(np.float32)
+    batch = np.repeat(blob[None, ..., None], 2, axis=0).repeat(3, axis=-1)
+    for angle, zoom in VARIANTS["rotzoom"]:
+        moved = warp(batch, angle, zoom)
+        assert moved.shape == batch.shape
+        assert np.abs(moved - batch).max() > 0.2, (angle, zoom)
+        back = warp(moved, angle, zoom, inverse=True)
+        assert np.abs(back - batch).max() < 0.03, (angle, zoom)

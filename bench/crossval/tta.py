@@ -1,0 +1,108 @@
+"""Does averaging over small rotations or zooms at test time help beyond the left-right flip?
+
+Scores cross-validation fold models on their own test patients (the split stored in each model's
+JSON) with the shipped inference (flip TTA, tuned region decoding, largest component), once per
+variant: ``flip`` averages the slice and its mirror, as the app does; ``rot`` adds the slice
+rotated by -10 and +10 degrees (each also mirrored, so 6 network passes), ``zoom`` adds it zoomed
+by 0.9 and 1.1, ``rotzoom`` both (10 passes). Each warped prediction is warped back before the
+average. The four-modality recipes train with rotations up to 10 degrees and zoom up to 10 %, so
+these views are ones they have seen; the two-channel recipes train with flips only.
+
+Rows are in the cross-validation CSV format with the variant in the ``tta`` column, so
+``crossval-table`` compares them (``--variant RECIPE rot largest+regions-tuned --against RECIPE
+flip largest+regions-tuned``).
+
+    PYTHONPATH=. python bench/crossval/tta.py --models WORK/four+carvemix+val0_fold*.keras \
+        --out bench/crossval/tta_four_carvemix_val0.csv
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import cv2
+import numpy as np
+from numpy.typing import NDArray
+
+from neuroinsight import io
+from neuroinsight.config import DEFAULT_DATA_DIR
+from neuroinsight.inference import DEFAULT_POSTPROCESS, Segmenter
+from neuroinsight.metrics import score_case
+from neuroinsight.pipeline import rows_to_csv, score_rows
+
+#: (angle in degrees, zoom) views averaged besides the slice itself, per variant.
+VARIANTS: dict[str, tuple[tuple[float, float], ...]] = {
+    "flip": (),
+    "rot": ((-10.0, 1.0), (10.0, 1.0)),
+    "zoom": ((0.0, 0.9), (0.0, 1.1)),
+    "rotzoom": ((-10.0, 1.0), (10.0, 1.0), (0.0, 0.9), (0.0, 1.1)),
+}
+
+
+def warp(batch: NDArray[np.float32], angle_deg: float, zoom: float, *, inverse: bool = False) -> NDArray[np.float32]:
+    """Rotate and zoom every slice of ``(B, S, S, C)`` about its centre (or undo it)."""
+    size = batch.shape[1]
+    matrix = cv2.getRotationMatrix2D((size / 2 - 0.5, size / 2 - 0.5), angle_deg, zoom)
+    flags = cv2.INTER_LINEAR | (cv2.WARP_INVERSE_MAP if inverse else 0)
+    # Images: outside the field of view is background (0). Probabilities: the nearest edge value.
+    border = cv2.BORDER_REPLICATE if inverse else cv2.BORDER_CONSTANT
+    out = np.empty_like(batch)
+    for i, image in enumerate(batch):
+        out[i] = cv2.warpAffine(image, matrix, (size, size), flags=flags, borderMode=border).reshape(image.shape)
+    return out
+
+
+class ViewAveraged(Segmenter):
+    """A segmenter whose network probabilities are averaged over warped views of each slice."""
+
+    views: tuple[tuple[float, float], ...] = ()
+
+    def predict_slices(self, slices: NDArray[np.float32], *, attention: bool = False) -> list[NDArray[np.float32]]:
+        outputs = super().predict_slices(slices, attention=attention)
+        if not self.views:
+            return outputs
+        total = outputs[0].copy()
+        for angle, zoom in self.views:
+            probs = super().predict_slices(warp(slices, angle, zoom))[0]
+            total += warp(probs, angle, zoom, inverse=True)
+        outputs[0] = total / (1 + len(self.views))
+        return outputs
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--models", type=Path, nargs="+", required=True, help="fold models (.keras with JSON)")
+    parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
+    parser.add_argument("--data", type=Path, default=DEFAULT_DATA_DIR)
+    parser.add_argument("--out", type=Path, required=True)
+    args = parser.parse_args()
+
+    folders = {p.name: p for p in io.list_cases(args.data)}
+    rows: list[dict[str, object]] = []
+    for path in args.models:
+        segmenter = ViewAveraged.from_path(path)
+        split = segmenter.info["split"]
+        for case_id in split["test"]:
+            case = io.load_case(folders[case_id])
+            for variant in args.variants:
+                segmenter.views = VARIANTS[variant]
+                segmentation = segmenter.segment(case, tta=True, attention=False, post=DEFAULT_POSTPROCESS)
+                scores = score_case(segmentation.labels, case.label, spacing_mm=case.spacing_mm)
+                for row in score_rows(case_id, scores, segmenter.name):
+                    info = segmenter.info
+                    row.update({"preset": info["preset"], "tta": variant, "post": "largest+regions-tuned"})
+                    row.update({"fold": info["fold"], "seconds": round(segmentation.seconds, 1)})
+                    rows.append(row)
+                print(
+                    f"{path.name} {case_id} {variant}: "
+                    + " ".join(f"{r} {scores[r].dice:.3f}" for r in ("WT", "TC", "ET"))
+                    + f" ({segmentation.seconds:.1f} s)",
+                    flush=True,
+                )
+        # Written after every model, so a killed run keeps what it scored.
+        args.out.write_text(rows_to_csv(rows, ("preset", "tta", "post", "fold")))
+
+
+if __name__ == "__main__":
+    main()
