@@ -137,10 +137,16 @@ def flip(images: NDArray, classes: NDArray) -> tuple[NDArray, NDArray]:
     return images[::-1].copy(), classes[::-1].copy()
 
 
+def rotation_matrix(shape: tuple[int, int], angle_deg: float, zoom: float) -> NDArray[np.float64]:
+    """The 2x3 affine matrix (OpenCV) that rotates and zooms an ``(H, W)`` slice about its centre."""
+    h, w = shape
+    return cv2.getRotationMatrix2D((w / 2 - 0.5, h / 2 - 0.5), angle_deg, zoom)
+
+
 def rotate_scale(images: NDArray, classes: NDArray, angle_deg: float, zoom: float) -> tuple[NDArray, NDArray]:
     """Rotate and zoom one slice ``(H, W, C)`` about its centre; labels nearest-neighbour."""
     h, w = classes.shape
-    matrix = cv2.getRotationMatrix2D((w / 2 - 0.5, h / 2 - 0.5), angle_deg, zoom)
+    matrix = rotation_matrix((h, w), angle_deg, zoom)
     warp = {"dsize": (w, h), "borderMode": cv2.BORDER_CONSTANT, "borderValue": 0}
     out = cv2.warpAffine(images, matrix, flags=cv2.INTER_LINEAR, **warp).reshape(images.shape)
     lab = cv2.warpAffine(classes, matrix, flags=cv2.INTER_NEAREST, **warp)

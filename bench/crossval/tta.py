@@ -26,8 +26,10 @@ import numpy as np
 from numpy.typing import NDArray
 
 from neuroinsight import io
+from neuroinsight.augmentation import rotation_matrix
 from neuroinsight.config import DEFAULT_DATA_DIR
-from neuroinsight.inference import DEFAULT_POSTPROCESS, Segmenter
+from neuroinsight.crossval import POST_VARIANTS
+from neuroinsight.inference import Segmenter
 from neuroinsight.metrics import score_case
 from neuroinsight.pipeline import rows_to_csv, score_rows
 
@@ -38,12 +40,14 @@ VARIANTS: dict[str, tuple[tuple[float, float], ...]] = {
     "zoom": ((0.0, 0.9), (0.0, 1.1)),
     "rotzoom": ((-10.0, 1.0), (10.0, 1.0), (0.0, 0.9), (0.0, 1.1)),
 }
+#: The shipped decoding and post-processing, by its name in the cross-validation tables.
+POST = "largest+regions-tuned"
 
 
 def warp(batch: NDArray[np.float32], angle_deg: float, zoom: float, *, inverse: bool = False) -> NDArray[np.float32]:
-    """Rotate and zoom every slice of ``(B, S, S, C)`` about its centre (or undo it)."""
+    """Rotate and zoom every slice of ``(B, S, S, C)`` about its centre (or undo it), as training does."""
     size = batch.shape[1]
-    matrix = cv2.getRotationMatrix2D((size / 2 - 0.5, size / 2 - 0.5), angle_deg, zoom)
+    matrix = rotation_matrix((size, size), angle_deg, zoom)
     flags = cv2.INTER_LINEAR | (cv2.WARP_INVERSE_MAP if inverse else 0)
     # Images: outside the field of view is background (0). Probabilities: the nearest edge value.
     border = cv2.BORDER_REPLICATE if inverse else cv2.BORDER_CONSTANT
@@ -82,16 +86,15 @@ def main() -> None:
     rows: list[dict[str, object]] = []
     for path in args.models:
         segmenter = ViewAveraged.from_path(path)
-        split = segmenter.info["split"]
-        for case_id in split["test"]:
+        info = segmenter.info
+        for case_id in info["split"]["test"]:
             case = io.load_case(folders[case_id])
             for variant in args.variants:
                 segmenter.views = VARIANTS[variant]
-                segmentation = segmenter.segment(case, tta=True, attention=False, post=DEFAULT_POSTPROCESS)
+                segmentation = segmenter.segment(case, tta=True, attention=False, post=POST_VARIANTS[POST])
                 scores = score_case(segmentation.labels, case.label, spacing_mm=case.spacing_mm)
                 for row in score_rows(case_id, scores, segmenter.name):
-                    info = segmenter.info
-                    row.update({"preset": info["preset"], "tta": variant, "post": "largest+regions-tuned"})
+                    row.update({"preset": info["preset"], "tta": variant, "post": POST})
                     row.update({"fold": info["fold"], "seconds": round(segmentation.seconds, 1)})
                     rows.append(row)
                 print(
