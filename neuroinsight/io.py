@@ -56,7 +56,8 @@ BRATS2023_TO_BRATS_LABEL: dict[int, int] = {0: 0, 1: 1, 2: 2, 3: 4}
 #: Modality tokens only the BraTS 2023 naming uses: their label maps follow its convention.
 BRATS2023_TOKENS: frozenset[str] = frozenset({"t1n", "t1c", "t2w", "t2f"})
 
-MAX_FILE_BYTES = 512 * 1024**2
+#: The app's upload limit (``server.maxUploadSize``) too, so both refuse the same files.
+MAX_FILE_BYTES = 1024**3
 MIN_DIM, MAX_DIM = 16, 512
 MAX_ZIP_TOTAL_BYTES = 2 * 1024**3
 #: A member larger than this that compressed better than MAX_ZIP_RATIO is a zip bomb.

@@ -201,9 +201,10 @@ def data_cases() -> list[Path]:
         return []
 
 
-def upload_limit_mb() -> int:
-    """The configured upload limit (``server.maxUploadSize``) in MB."""
-    return int(st.get_option("server.maxUploadSize"))
+def upload_limit() -> str:
+    """The configured upload limit (``server.maxUploadSize``, in MB) as the drop zone shows it."""
+    mb = int(st.get_option("server.maxUploadSize"))
+    return f"{mb // 1024} GB" if mb % 1024 == 0 else f"{mb} MB"
 
 
 def page_header(title: str, icon: str | None = None) -> None:

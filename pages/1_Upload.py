@@ -34,7 +34,7 @@ with tab_upload:
         "(BraTS 2023 names `t1n`, `t1c`, `t2w`, `t2f` work too), **or one .zip** of a case folder, **or one 4-D** "
         "Decathlon NIfTI (FLAIR, T1w, T1gd, T2w). T1ce and FLAIR are required; with all four, the four-modality "
         "model runs. A scan without contrast (T1, T2 and FLAIR, no T1ce) gets the whole tumor only. "
-        f"Limit {ui.upload_limit_mb()} MB per file."
+        f"Limit {ui.upload_limit()} per file."
     )
     with st.form("upload", clear_on_submit=False):
         scans = st.file_uploader("Scans", type=["nii", "gz", "zip"], accept_multiple_files=True)

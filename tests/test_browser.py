@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -237,6 +238,11 @@ def test_real_patient_uploaded_through_the_file_picker(server, server_home, brow
     _open(page, "Upload")
     page.locator("[data-testid='stFileUploaderDropzoneInput']").nth(1).wait_for(state="attached", timeout=60_000)
     current = page.locator("p", has_text="Current case Brats18_CBICA_AQN_1")
+    # The drop zone states the limit in its own rounding (512 MB read "1GB"); the page's sentence must agree.
+    stated = page.locator("[data-testid='stMarkdownContainer']", has_text="per file.").first.inner_text()
+    number, unit = re.search(r"Limit (\d+) ([GM]B) per file", stated).groups()
+    for hint in page.locator("[data-testid='stFileUploaderDropzoneInstructions']").all_inner_texts():
+        assert f"{number}{unit} per file" in hint, (stated, hint)
 
     _choose_files(page, 0, [scans["flair"]])
     page.get_by_role("button", name="Load and segment").click()
