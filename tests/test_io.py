@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import tomllib
 import zipfile
 
 import nibabel as nib
@@ -11,7 +12,7 @@ import pytest
 
 from neuroinsight import io
 from neuroinsight.errors import InputError
-from tests.conftest import ras_copy, small_case
+from tests.conftest import REPO, ras_copy, small_case
 
 
 @pytest.mark.parametrize(
@@ -199,3 +200,9 @@ def test_multi_member_gzip_is_read_whole(phantom_dir, tmp_path):
     split, whole = io.load_case(folder), io.load_case(phantom_dir)
     np.testing.assert_array_equal(split.images["t1ce"], whole.images["t1ce"])
     np.testing.assert_array_equal(split.label, whole.label)
+
+
+def test_the_app_upload_limit_is_the_file_check_limit():
+    """Written twice (Streamlit reads its config, the CLI has none), so held equal here."""
+    config = tomllib.loads((REPO / ".streamlit" / "config.toml").read_text())
+    assert config["server"]["maxUploadSize"] * 1024**2 == io.MAX_FILE_BYTES
