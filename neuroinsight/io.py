@@ -65,6 +65,14 @@ ZIP_RATIO_CHECK_BYTES = 64 * 1024**2
 MAX_ZIP_RATIO = 200
 AFFINE_TOLERANCE_MM = 0.05
 
+
+def size_text(n_bytes: int) -> str:
+    """A file size as people read it: ``"1 GB"``, ``"1.3 GB"``, ``"512 MB"`` (binary units, as the limits are set)."""
+    if n_bytes >= 1024**3:
+        return f"{n_bytes / 1024**3:.1f}".removesuffix(".0") + " GB"
+    return f"{n_bytes / 1024**2:.0f} MB"
+
+
 # Accepted file-name tokens per modality, lower case (BraTS 2018-2021, 2023, common variants).
 _MODALITY_TOKENS: dict[str, tuple[str, ...]] = {
     "t1": ("t1", "t1n", "t1w", "t1native"),
@@ -214,7 +222,7 @@ def check_nifti_file(path: Path, *, max_bytes: int = MAX_FILE_BYTES, ndim: Itera
         raise InputError(f"{name}: the file is empty. Upload the NIfTI volume (.nii or .nii.gz) itself.")
     if size > max_bytes:
         raise InputError(
-            f"{name}: {size / 1024**2:.0f} MB is over the {max_bytes / 1024**2:.0f} MB limit per file. "
+            f"{name}: {size_text(size)} is over the {size_text(max_bytes)} limit per file. "
             "Crop or compress the volume (.nii.gz) and try again."
         )
     head = _read_head(path)
@@ -610,9 +618,7 @@ def load_uploads(
     items = list(files.items()) + ([label] if label else [])
     for name, data in items:
         if len(data) > max_bytes:
-            raise InputError(
-                f"{name}: {len(data) / 1024**2:.0f} MB is over the {max_bytes / 1024**2:.0f} MB limit per file."
-            )
+            raise InputError(f"{name}: {size_text(len(data))} is over the {size_text(max_bytes)} limit per file.")
     if workdir is not None:
         workdir.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix="neuroinsight-upload-", dir=workdir))
@@ -665,8 +671,8 @@ def extract_zip(path: Path, target: Path) -> Path:
                 raise InputError(f"{path.name}: {name} expands {ratio:.0f}x, which looks like a zip bomb. Refused.")
         if declared > MAX_ZIP_TOTAL_BYTES:
             raise InputError(
-                f"{path.name}: expands to {declared / 1024**3:.1f} GB, over the "
-                f"{MAX_ZIP_TOTAL_BYTES / 1024**3:.0f} GB limit. Upload the case files only."
+                f"{path.name}: expands to {size_text(declared)}, over the {size_text(MAX_ZIP_TOTAL_BYTES)} limit. "
+                "Upload the case files only."
             )
         written = 0
         for index, member in enumerate(members):

@@ -203,8 +203,7 @@ def data_cases() -> list[Path]:
 
 def upload_limit() -> str:
     """The configured upload limit (``server.maxUploadSize``, in MB) as the drop zone shows it."""
-    mb = int(st.get_option("server.maxUploadSize"))
-    return f"{mb // 1024} GB" if mb % 1024 == 0 else f"{mb} MB"
+    return io.size_text(int(st.get_option("server.maxUploadSize")) * 1024**2)
 
 
 def page_header(title: str, icon: str | None = None) -> None:

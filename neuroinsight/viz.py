@@ -384,6 +384,15 @@ def gray_rgb(gray: NDArray[np.uint8]) -> NDArray[np.uint8]:
     return np.repeat(gray[..., None], 3, axis=-1)
 
 
+def mask_rgb(mask: NDArray[np.bool_], frame_px: int = 2) -> NDArray[np.uint8]:
+    """A binary mask white on black, framed in grey: a mostly white mask (background) would
+    otherwise melt into a white page and read as a floating blob."""
+    rgb = gray_rgb((mask * 255).astype(np.uint8))
+    for edge in (np.s_[:frame_px], np.s_[-frame_px:]):
+        rgb[edge] = rgb[:, edge] = 128
+    return rgb
+
+
 #: What a heat-map layer (attention, uncertainty) shows instead of colour swatches.
 HEAT_SCALE = "Colour scale: blue = 0 (low), red = 1 (high)."
 
@@ -443,7 +452,7 @@ def label_breakdown(labels: NDArray, z: int) -> list[tuple[str, NDArray[np.uint8
         "TC = 1+4": np.isin(cut, (1, 4)),
         "ET = 4": cut == 4,
     }
-    return [(name, gray_rgb((mask * 255).astype(np.uint8))) for name, mask in parts.items()]
+    return [(name, mask_rgb(mask)) for name, mask in parts.items()]
 
 
 def split_figure(split: Mapping[str, Sequence[str]], grades: Mapping[str, str]) -> go.Figure:
@@ -480,7 +489,7 @@ def preprocessing_panel(
         names = ("0 background", "1 NCR/NET", "2 edema", "3 enhancing (was 4)")
         for k, name in enumerate(names):
             channel = display_slice(hot[..., k][..., None], "axial", 0)
-            channels.append((f"one-hot channel {name}", gray_rgb((channel * 255).astype(np.uint8))))
+            channels.append((f"one-hot channel {name}", mask_rgb(channel > 0.5)))
     return before, channels
 
 

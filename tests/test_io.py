@@ -206,3 +206,13 @@ def test_the_app_upload_limit_is_the_file_check_limit():
     """Written twice (Streamlit reads its config, the CLI has none), so held equal here."""
     config = tomllib.loads((REPO / ".streamlit" / "config.toml").read_text())
     assert config["server"]["maxUploadSize"] * 1024**2 == io.MAX_FILE_BYTES
+
+
+def test_an_upload_over_the_size_limit_is_refused_in_the_units_of_the_limit(phantom_dir, tmp_path):
+    files = {p.name: p.read_bytes() for p in phantom_dir.glob("*.nii.gz")}
+    largest = max(len(data) for data in files.values())
+    with pytest.raises(InputError, match=r"is over the \d+ MB limit per file"):
+        io.load_uploads(files, workdir=tmp_path / "work", max_bytes=largest - 1)
+    sizes = (512 * 1024**2, 1024**3, int(1.3 * 1024**3))
+    assert [io.size_text(n) for n in sizes] == ["512 MB", "1 GB", "1.3 GB"]
+    assert io.size_text(io.MAX_FILE_BYTES) == "1 GB"  # what the Upload page and the drop zone say

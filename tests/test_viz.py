@@ -89,3 +89,18 @@ def test_every_layer_draws_the_slice_and_unshowable_layers_fall_back_to_labels(t
         (caption, rgb), *rest = viz.render_layers(bare, "flair", "axial", z, name)
         assert caption.startswith("prediction") and not rest, name
         assert np.array_equal(rgb, viz.render_layers(bare, "flair", "axial", z, "labels")[0][1])
+
+
+def test_label_panels_are_framed_and_show_their_class_inside():
+    """The teaching panels are binary masks; the grey frame keeps a mostly white one (background) apart
+    from the white page, and inside the frame each panel is exactly its class."""
+    case = small_case()
+    z = viz.largest_tumor_slice(case.label)
+    cut = viz.display_slice(case.label, "axial", z)
+    panels = dict(viz.label_breakdown(case.label, z))
+    for name, expected in (("background (0)", cut == 0), ("WT = 1+2+4", cut > 0), ("ET = 4", cut == 4)):
+        rgb = panels[name]
+        assert rgb.shape == (*cut.shape, 3)
+        frame = np.concatenate([rgb[:2].reshape(-1, 3), rgb[-2:].reshape(-1, 3), rgb[:, :2].reshape(-1, 3)])
+        assert (frame == 128).all(), name
+        np.testing.assert_array_equal(rgb[2:-2, 2:-2, 0] == 255, expected[2:-2, 2:-2], err_msg=name)

@@ -77,7 +77,8 @@ def normalised(case: io.Case, modalities: tuple[str, ...]) -> NDArray[np.float32
 
 
 def tumor_square(mask: NDArray[np.bool_], margin: int) -> tuple[CropBox, slice]:
-    """In-plane square around a 3-D mask's bounding box plus ``margin`` (side at least ``MIN_SIDE``), and its z range."""
+    """In-plane square around a 3-D mask's bounding box plus ``margin`` (side at least ``MIN_SIDE``)
+    and the mask's z range plus ``Z_MARGIN``."""
     xs, ys, zs = bounding_box(mask)
     side = max(xs.stop - xs.start, ys.stop - ys.start, MIN_SIDE - 2 * margin) + 2 * margin
     cx, cy = (xs.start + xs.stop) // 2, (ys.start + ys.stop) // 2
@@ -198,7 +199,11 @@ def main() -> None:
                 for row in score_rows(case_id, scores, stage1.name):
                     row.update({"preset": info["preset"], "tta": "flip", "post": post, "fold": info["fold"]})
                     rows.append(row)
-                print(f"{path.name} {case_id} {post}: " + " ".join(f"{r} {scores[r].dice:.3f}" for r in ("WT", "TC", "ET")), flush=True)
+                print(
+                    f"{path.name} {case_id} {post}: "
+                    + " ".join(f"{r} {scores[r].dice:.3f}" for r in ("WT", "TC", "ET")),
+                    flush=True,
+                )
         # Written after every model, so a killed run keeps what it scored.
         args.out.write_text(rows_to_csv(rows, ("preset", "tta", "post", "fold")))
 
