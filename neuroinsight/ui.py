@@ -201,9 +201,14 @@ def data_cases() -> list[Path]:
         return []
 
 
+#: The drop zones' limit in MB, from the limit the file checks apply (config.toml's
+#: ``server.maxUploadSize`` must not be lower: the server refuses larger uploads first).
+UPLOAD_LIMIT_MB = io.MAX_FILE_BYTES // 1024**2
+
+
 def upload_limit() -> str:
-    """The configured upload limit (``server.maxUploadSize``, in MB) as the drop zone shows it."""
-    return io.size_text(int(st.get_option("server.maxUploadSize")) * 1024**2)
+    """The per-file upload limit as the page states it (the drop zone shows the same value)."""
+    return io.size_text(io.MAX_FILE_BYTES)
 
 
 def page_header(title: str, icon: str | None = None) -> None:

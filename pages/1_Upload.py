@@ -37,8 +37,12 @@ with tab_upload:
         f"Limit {ui.upload_limit()} per file."
     )
     with st.form("upload", clear_on_submit=False):
-        scans = st.file_uploader("Scans", type=["nii", "gz", "zip"], accept_multiple_files=True)
-        truth = st.file_uploader("Ground truth label map (optional)", type=["nii", "gz"])
+        scans = st.file_uploader(
+            "Scans", type=["nii", "gz", "zip"], accept_multiple_files=True, max_upload_size=ui.UPLOAD_LIMIT_MB
+        )
+        truth = st.file_uploader(
+            "Ground truth label map (optional)", type=["nii", "gz"], max_upload_size=ui.UPLOAD_LIMIT_MB
+        )
         submitted = st.form_submit_button("Load and segment", type="primary")
     if submitted:
         if not scans:

@@ -203,7 +203,8 @@ def test_multi_member_gzip_is_read_whole(phantom_dir, tmp_path):
 
 
 def test_the_app_upload_limit_is_the_file_check_limit():
-    """Written twice (Streamlit reads its config, the CLI has none), so held equal here."""
+    """The drop zones take io's limit; Streamlit's server refuses anything above its own
+    ``server.maxUploadSize`` first, so the config must say the same."""
     config = tomllib.loads((REPO / ".streamlit" / "config.toml").read_text())
     assert config["server"]["maxUploadSize"] * 1024**2 == io.MAX_FILE_BYTES
 
