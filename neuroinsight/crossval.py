@@ -184,12 +184,16 @@ def run_crossval(
                             raw[decoding] = restore_labels(probs, prepared, *decoding)
                         labels = postprocess(raw[decoding], post, case.voxel_volume_ml)
                         scores = score_case(labels, case.label, spacing_mm=case.spacing_mm)
-                        for row in score_rows(case.case_id, scores, segmenter.name):
-                            row.update(
-                                {"preset": recipe, "fold": fold, "tta": "flip" if tta else "off", "post": post_name}
-                            )
-                            row["train_sites"] = training_sites(split)
-                            rows.append(row)
+                        rows += score_rows(
+                            case.case_id,
+                            scores,
+                            segmenter.name,
+                            preset=recipe,
+                            fold=fold,
+                            tta="flip" if tta else "off",
+                            post=post_name,
+                            train_sites=training_sites(split),
+                        )
             if progress is not None:
                 progress(f"{recipe} fold {fold}: test {', '.join(split['test'])}")
     return rows

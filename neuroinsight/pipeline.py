@@ -103,9 +103,11 @@ def analyse_case(
     )
 
 
-def score_rows(case_id: str, scores: dict[str, RegionScores], model: str) -> list[dict[str, object]]:
-    """One CSV row per region: case, model, region and every metric."""
-    return [{"case": case_id, "model": model, "region": region, **s.to_dict()} for region, s in scores.items()]
+def score_rows(case_id: str, scores: dict[str, RegionScores], model: str, **columns: object) -> list[dict[str, object]]:
+    """One CSV row per region: case, model, region, every metric and ``columns`` (e.g. fold, recipe)."""
+    return [
+        {"case": case_id, "model": model, "region": region, **s.to_dict(), **columns} for region, s in scores.items()
+    ]
 
 
 def rows_to_csv(rows: Sequence[dict[str, object]], extra_columns: Sequence[str] = ()) -> str:
@@ -152,7 +154,7 @@ def evaluate_folder(
                 io.save_label_map(segmentation.labels, case, label_out / f"{case.case_id}_pred.nii.gz")
             scores = score_case(segmentation.labels, case.label, spacing_mm=case.spacing_mm)
             seen = training_role(segmenter.info, case.case_id) or "no"
-            rows += [{**row, "seen_in_training": seen} for row in score_rows(case.case_id, scores, segmenter.name)]
+            rows += score_rows(case.case_id, scores, segmenter.name, seen_in_training=seen)
         if progress is not None:
             progress(done, len(case_dirs))
     return rows

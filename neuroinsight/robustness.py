@@ -172,9 +172,9 @@ def evaluate_shifts(
                 shifted = apply_shift(case, shift, seed=seed)
                 labels = segmenter.segment(shifted, tta=tta, attention=False, post=DEFAULT_POSTPROCESS).labels
                 scores = score_case(labels, shifted.label, spacing_mm=case.spacing_mm)
-                for row in score_rows(case_id, scores, segmenter.name):
-                    row.update({"preset": preset, "fold": info.get("fold", ""), "shift": shift})
-                    rows.append(row)
+                rows += score_rows(
+                    case_id, scores, segmenter.name, preset=preset, fold=info.get("fold", ""), shift=shift
+                )
         if progress is not None:
             progress(f"{path.name}: {', '.join(test_ids)}")
     return rows

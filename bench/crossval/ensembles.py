@@ -76,10 +76,9 @@ def main() -> None:
                     labels = postprocess(labels, post, case.voxel_volume_ml)
                     scores = score_case(labels, case.label, spacing_mm=case.spacing_mm)
                     name = " & ".join(combo)
-                    for row in score_rows(case_id, scores, name):
-                        row.update({"preset": name, "tta": "flip", "post": post_name, "fold": fold})
-                        row["train_sites"] = sites
-                        rows.append(row)
+                    rows += score_rows(
+                        case_id, scores, name, preset=name, tta="flip", post=post_name, fold=fold, train_sites=sites
+                    )
             print(f"fold {fold} {case_id}: done", flush=True)
     args.out.write_text(rows_to_csv(rows, extra_columns=("preset", "tta", "post", "fold")))
 

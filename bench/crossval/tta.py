@@ -93,10 +93,16 @@ def main() -> None:
                 segmenter.views = VARIANTS[variant]
                 segmentation = segmenter.segment(case, tta=True, attention=False, post=POST_VARIANTS[POST])
                 scores = score_case(segmentation.labels, case.label, spacing_mm=case.spacing_mm)
-                for row in score_rows(case_id, scores, segmenter.name):
-                    row.update({"preset": info["preset"], "tta": variant, "post": POST})
-                    row.update({"fold": info["fold"], "seconds": round(segmentation.seconds, 1)})
-                    rows.append(row)
+                rows += score_rows(
+                    case_id,
+                    scores,
+                    segmenter.name,
+                    preset=info["preset"],
+                    tta=variant,
+                    post=POST,
+                    fold=info["fold"],
+                    seconds=round(segmentation.seconds, 1),
+                )
                 print(
                     f"{path.name} {case_id} {variant}: "
                     + " ".join(f"{r} {scores[r].dice:.3f}" for r in ("WT", "TC", "ET"))

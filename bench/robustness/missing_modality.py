@@ -83,9 +83,9 @@ def main() -> None:
                     dataclasses.replace(case, images=images), tta=True, attention=False, post=DEFAULT_POSTPROCESS
                 )
                 scores = score_case(result.labels, case.label, spacing_mm=case.spacing_mm)
-                for row in score_rows(case_id, scores, path.name):
-                    row.update({"preset": recipe, "fold": segmenter.info.get("fold"), "missing": missing})
-                    rows.append(row)
+                rows += score_rows(
+                    case_id, scores, path.name, preset=recipe, fold=segmenter.info.get("fold"), missing=missing
+                )
                 wt = scores["WT"].dice
                 print(f"{path.name} {case_id} missing={missing}: WT {wt:.3f} ET {scores['ET'].dice:.3f}", flush=True)
         args.out.write_text(rows_to_csv(rows, extra_columns=["preset"]))
