@@ -42,8 +42,10 @@ from neuroinsight.metrics import score_case
 from neuroinsight.model import build_attention_unet, load_model, logits_view
 from neuroinsight.pipeline import rows_to_csv, score_rows
 from neuroinsight.preprocessing import (
+    HALF,
     N_CLASSES,
     CropBox,
+    RegionThresholds,
     bounding_box,
     brain_mask,
     decode_labels,
@@ -150,7 +152,13 @@ def train_stage2(config: TrainConfig, case_dirs: list[Path], out: Path, epochs: 
     return model
 
 
-def refine(labels: NDArray[np.uint8], normalised_case: NDArray[np.float32], stage2: keras.Model, size: int) -> NDArray:
+def refine(
+    labels: NDArray[np.uint8],
+    normalised_case: NDArray[np.float32],
+    stage2: keras.Model,
+    size: int,
+    thresholds: RegionThresholds = HALF,
+) -> NDArray:
     """Stage 1's labels with core and enhancing tumor re-decided by stage 2 inside stage 1's whole tumor."""
     tumor = labels > 0
     if not tumor.any():
@@ -162,7 +170,7 @@ def refine(labels: NDArray[np.uint8], normalised_case: NDArray[np.float32], stag
     mirrored = np.asarray(stage2.predict(batch[:, ::-1], batch_size=16, verbose=0), dtype=np.float32)[:, ::-1]
     probs = (probs + mirrored) / 2
     restored = np.stack([resize_plane(p, (box.size_x, box.size_y)) for p in probs], axis=2)  # (side, side, nz, K)
-    inner = decode_labels(restored, "regions")
+    inner = decode_labels(restored, "regions", thresholds)
     refined = labels.copy()
     window = box.uncrop(inner, labels.shape[:2])  # (X, Y, nz)
     region = refined[:, :, z]
@@ -177,8 +185,16 @@ def main() -> None:
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA_DIR)
     parser.add_argument("--work", type=Path, required=True, help="folder for the stage-2 models")
     parser.add_argument("--epochs", type=int, default=40)
+    parser.add_argument(
+        "--decoding",
+        choices=["halves", "tuned"],
+        default="halves",
+        help="stage 2's region thresholds (rows cascade[-tuned])",
+    )
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args()
+    thresholds = HALF if args.decoding == "halves" else POST_VARIANTS[POST].region_thresholds
+    name = "cascade" if args.decoding == "halves" else "cascade-tuned"
 
     folders = {p.name: p for p in io.list_cases(args.data)}
     rows: list[dict[str, object]] = []
@@ -193,8 +209,8 @@ def main() -> None:
             case = io.load_case(folders[case_id])
             segmentation = stage1.segment(case, tta=True, attention=False, post=POST_VARIANTS[POST])
             normalised_case = normalised(case, config.preprocess.modalities)
-            refined = refine(segmentation.labels, normalised_case, stage2, config.preprocess.image_size)
-            for post, labels in ((POST, segmentation.labels), ("cascade", refined)):
+            refined = refine(segmentation.labels, normalised_case, stage2, config.preprocess.image_size, thresholds)
+            for post, labels in ((POST, segmentation.labels), (name, refined)):
                 scores = score_case(labels, case.label, spacing_mm=case.spacing_mm)
                 for row in score_rows(case_id, scores, stage1.name):
                     row.update({"preset": info["preset"], "tta": "flip", "post": post, "fold": info["fold"]})
