@@ -34,7 +34,7 @@ else:
         if note:
             st.warning(note, icon=":material/school:")
         table = pd.DataFrame([{"region": r, **s.to_dict()} for r, s in result.scores.items()])
-        st.dataframe(table.round(4).rename(columns=metrics.METRIC_LABELS), hide_index=True)
+        ui.metric_table(table)
         st.caption("HD95 in mm from the voxel spacing; empty-mask rule as in BraTS (both empty: Dice 1, HD95 0).")
         curves = {
             r: metrics.per_slice_dice(seg.labels, case.label, labels) for r, labels in metrics.BRATS_REGIONS.items()
@@ -75,8 +75,9 @@ else:
             )
         st.plotly_chart(viz.region_boxplot(rows, "dice"), key="box")
         summary = metrics.summarise(rows)
-        st.dataframe(
-            pd.DataFrame({r: {m: v["mean"] for m, v in s.items()} for r, s in summary.items()}).T.round(3),
+        st.markdown("Mean per region over the scored cases")
+        ui.metric_table(
+            pd.DataFrame([{"region": r, **{m: v["mean"] for m, v in s.items()}} for r, s in summary.items()])
         )
         st.download_button(
             "Download metrics CSV",

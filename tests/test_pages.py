@@ -205,3 +205,16 @@ def test_upload_with_the_ensemble_toggle_runs_both_models():
     next(r for r in viewer.radio if r.label == "Layer").set_value("attention gate 1").run()
     assert not viewer.exception
     assert any("gates of attention_unet_4mod.keras" in c.value for c in viewer.caption)
+
+
+def test_batch_evaluation_scores_every_case_of_the_data_folder(phantom_data_dir, monkeypatch):
+    monkeypatch.setenv("NEUROINSIGHT_DATA", str(phantom_data_dir))
+    at = page("pages/3_Metrics.py").run()
+    assert any("6 cases in" in c.value for c in at.caption)
+    next(b for b in at.button if b.label == "Evaluate all cases").click().run()
+    assert not at.exception
+    table = at.dataframe[-1].value  # the mean per region, under the box plot
+    assert list(table["region"]) == ["WT", "TC", "ET"]
+    assert {"Dice", "HD95 (mm)", "Volume error (%)"} <= set(table.columns)
+    assert table["Dice"].between(0, 1).all()
+    assert any(b.label == "Download metrics CSV" for b in at.get("download_button"))
