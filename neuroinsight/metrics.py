@@ -50,6 +50,19 @@ METRIC_LABELS: dict[str, str] = {
     "volume_error_pct": "Volume error (%)",
 }
 
+#: How each metric is shown (format spec), in the app and the PDF: overlaps to 3 decimals,
+#: specificity to 4 (it sits near 1 for any tumor), distances to 0.1 mm, volumes signed.
+METRIC_FORMATS: dict[str, str] = {
+    "dice": ".3f",
+    "iou": ".3f",
+    "sensitivity": ".3f",
+    "specificity": ".4f",
+    "precision": ".3f",
+    "hd95_mm": ".1f",
+    "volume_diff_ml": "+.2f",
+    "volume_error_pct": "+.1f",
+}
+
 
 @dataclass(frozen=True)
 class RegionScores:

@@ -22,7 +22,7 @@ from fpdf.enums import XPos, YPos
 from neuroinsight import __version__, viz
 from neuroinsight.grading import CAVEAT
 from neuroinsight.inference import accuracy_text, seen_patient_note
-from neuroinsight.metrics import METRIC_LABELS
+from neuroinsight.metrics import METRIC_FORMATS, METRIC_LABELS
 from neuroinsight.pipeline import CaseResult
 
 DISCLAIMER = "For research and teaching. Not for diagnosis."
@@ -189,10 +189,10 @@ def build_pdf(
         if note:
             pdf.paragraph(note)
         with pdf.table(col_widths=(20, 22, 22, 28, 28, 30), text_align="CENTER") as table:
-            formats = {"dice": ".3f", "iou": ".3f", "sensitivity": ".3f", "specificity": ".4f", "hd95_mm": ".1f"}
-            table.row(["Region", *(METRIC_LABELS[name] for name in formats)])
+            shown = ("dice", "iou", "sensitivity", "specificity", "hd95_mm")
+            table.row(["Region", *(METRIC_LABELS[name] for name in shown)])
             for region, s in result.scores.items():
-                table.row([region, *(format(getattr(s, name), spec) for name, spec in formats.items())])
+                table.row([region, *(format(getattr(s, name), METRIC_FORMATS[name]) for name in shown)])
         index = viz.largest_tumor_slice(case.label, "axial")
         pdf.ln(2)
         pdf.image_row(

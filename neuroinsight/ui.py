@@ -201,15 +201,11 @@ def data_cases() -> list[Path]:
         return []
 
 
-#: Shown precision per metric: overlaps to 3 decimals, distances to 0.1 mm, volumes to 0.01 cm³.
-_METRIC_FORMATS = {"hd95_mm": "%.1f", "volume_diff_ml": "%+.2f", "volume_error_pct": "%+.1f"}
-
-
 def metric_table(table) -> None:
     """A metrics table (pandas; columns named as :data:`metrics.METRIC_LABELS` keys) with people's headers and
-    one precision per metric, not pandas' mix of 3 to 6 digits."""
+    each metric's precision (:data:`metrics.METRIC_FORMATS`), not pandas' mix of 3 to 6 digits."""
     formats = {
-        label: st.column_config.NumberColumn(format=_METRIC_FORMATS.get(name, "%.3f"))
+        label: st.column_config.NumberColumn(format="%" + metrics.METRIC_FORMATS[name])
         for name, label in metrics.METRIC_LABELS.items()
     }
     st.dataframe(table.rename(columns=metrics.METRIC_LABELS), hide_index=True, column_config=formats)

@@ -106,3 +106,11 @@ def test_summarise_gives_mean_median_std():
     assert summary["WT"]["dice"]["median"] == pytest.approx(0.4)
     assert summary["WT"]["dice"]["std"] == pytest.approx(np.std([0.2, 0.4, 0.9], ddof=1))  # over patients
     assert summary["WT"]["dice"]["n"] == 3
+
+
+def test_every_metric_has_a_label_and_a_display_format():
+    from neuroinsight.metrics import METRIC_FORMATS, METRIC_LABELS, METRIC_NAMES
+
+    assert set(METRIC_LABELS) == set(METRIC_FORMATS) == set(METRIC_NAMES)
+    assert format(0.99654, METRIC_FORMATS["specificity"]) == "0.9965"
+    assert format(-8.44, METRIC_FORMATS["volume_error_pct"]) == "-8.4"

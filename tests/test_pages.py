@@ -207,8 +207,19 @@ def test_upload_with_the_ensemble_toggle_runs_both_models():
     assert any("gates of attention_unet_4mod.keras" in c.value for c in viewer.caption)
 
 
-def test_batch_evaluation_scores_every_case_of_the_data_folder(phantom_data_dir, monkeypatch):
+@pytest.fixture
+def phantom_data_setting(phantom_data_dir, monkeypatch):
+    """The app's data folder set to the phantom folder (settings are cached per process, read once)."""
+    from neuroinsight import ui
+
     monkeypatch.setenv("NEUROINSIGHT_DATA", str(phantom_data_dir))
+    ui.settings.clear()
+    yield phantom_data_dir
+    monkeypatch.undo()
+    ui.settings.clear()
+
+
+def test_batch_evaluation_scores_every_case_of_the_data_folder(phantom_data_setting):
     at = page("pages/3_Metrics.py").run()
     assert any("6 cases in" in c.value for c in at.caption)
     next(b for b in at.button if b.label == "Evaluate all cases").click().run()
