@@ -63,3 +63,23 @@ def test_tta_views_are_undone_before_they_are_averaged():
         assert np.abs(moved - batch).max() > 0.2, (angle, zoom)
         back = warp(moved, angle, zoom, inverse=True)
         assert np.abs(back - batch).max() < 0.03, (angle, zoom)
+
+
+def test_cascade_crop_holds_the_tumor_and_stage_two_keeps_the_whole_tumor(tiny_model_path):
+    """`bench/crossval/cascade.py`: the test-time crop contains stage 1's tumor with its margin, and
+    stage 2 re-decides only core and enhancing tumor inside stage 1's whole tumor."""
+    import numpy as np
+
+    from bench.crossval.cascade import TEST_MARGIN, normalised, refine, tumor_square
+    from neuroinsight.model import load_model
+    from tests.conftest import small_case
+
+    case = small_case()
+    tumor = case.label > 0
+    box, z = tumor_square(tumor, TEST_MARGIN)
+    inside = box.crop(tumor.astype(np.uint8))[:, :, z]
+    assert inside.sum() == tumor.sum()  # nothing of the tumor is cut off
+    assert box.size_x == box.size_y >= 2 * TEST_MARGIN
+    refined = refine(case.label, normalised(case, ("t1ce", "flair")), load_model(tiny_model_path), 32)
+    np.testing.assert_array_equal(refined > 0, tumor)
+    assert set(np.unique(refined[tumor])) <= {1, 2, 4}
