@@ -212,9 +212,9 @@ def main() -> None:
             refined = refine(segmentation.labels, normalised_case, stage2, config.preprocess.image_size, thresholds)
             for post, labels in ((POST, segmentation.labels), (name, refined)):
                 scores = score_case(labels, case.label, spacing_mm=case.spacing_mm)
-                for row in score_rows(case_id, scores, stage1.name):
-                    row.update({"preset": info["preset"], "tta": "flip", "post": post, "fold": info["fold"]})
-                    rows.append(row)
+                rows += score_rows(
+                    case_id, scores, stage1.name, preset=info["preset"], tta="flip", post=post, fold=info["fold"]
+                )
                 print(
                     f"{path.name} {case_id} {post}: "
                     + " ".join(f"{r} {scores[r].dice:.3f}" for r in ("WT", "TC", "ET")),
