@@ -47,6 +47,7 @@ from neuroinsight.preprocessing import (
     CropBox,
     RegionThresholds,
     bounding_box,
+    brain_box,
     brain_mask,
     decode_labels,
     labels_to_classes,
@@ -78,14 +79,19 @@ def normalised(case: io.Case, modalities: tuple[str, ...]) -> NDArray[np.float32
     return np.stack([zscore(np.maximum(case.images[m], 0), brain) for m in modalities], axis=-1)
 
 
+def grown(square: CropBox, margin: int, shift: tuple[int, int] = (0, 0)) -> CropBox:
+    """``square`` plus ``margin`` on each side (side at least ``MIN_SIDE``), its centre moved by ``shift``."""
+    side = max(square.size_x, MIN_SIDE - 2 * margin) + 2 * margin
+    cx, cy = square.x0 + square.size_x // 2 + shift[0], square.y0 + square.size_y // 2 + shift[1]
+    return CropBox(int(cx - side // 2), int(cy - side // 2), side, side)
+
+
 def tumor_square(mask: NDArray[np.bool_], margin: int) -> tuple[CropBox, slice]:
     """In-plane square around a 3-D mask's bounding box plus ``margin`` (side at least ``MIN_SIDE``)
     and the mask's z range plus ``Z_MARGIN``."""
-    xs, ys, zs = bounding_box(mask)
-    side = max(xs.stop - xs.start, ys.stop - ys.start, MIN_SIDE - 2 * margin) + 2 * margin
-    cx, cy = (xs.start + xs.stop) // 2, (ys.start + ys.stop) // 2
+    zs = bounding_box(mask)[2]
     z = slice(max(zs.start - Z_MARGIN, 0), min(zs.stop + Z_MARGIN, mask.shape[2]))
-    return CropBox(cx - side // 2, cy - side // 2, side, side), z
+    return grown(brain_box(mask, 0), margin), z
 
 
 def load_crops(case_dir: Path, modalities: tuple[str, ...], pad: int = 40) -> TumorCrops:
@@ -118,12 +124,9 @@ class CropDataset(keras.utils.PyDataset):
         for record in self.order[index * self.batch_size : (index + 1) * self.batch_size]:
             crop = self.crops[self.records[record, 0]]
             z = self.records[record, 1]
-            margin = int(self.rng.integers(8, 25))
-            side = max(crop.box.size_x, MIN_SIDE - 2 * margin) + 2 * margin
+            margin = int(self.rng.integers(8, 25))  # drawn before the shift, as the committed runs drew them
             shift = self.rng.integers(-8, 9, 2)
-            cx = crop.box.x0 + crop.box.size_x // 2 + shift[0]
-            cy = crop.box.y0 + crop.box.size_y // 2 + shift[1]
-            window = CropBox(int(cx - side // 2), int(cy - side // 2), side, side)
+            window = grown(crop.box, margin, (int(shift[0]), int(shift[1])))
             image = resize_plane(window.crop(crop.images[:, :, z]), (self.size, self.size))
             label = resize_plane(window.crop(crop.classes[:, :, z]), (self.size, self.size), nearest=True)
             image, label = augment_slice(image.astype(np.float32), label, self.augment, self.rng)
