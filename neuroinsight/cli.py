@@ -385,7 +385,7 @@ def _run_segment(args: argparse.Namespace) -> int:
     warnings = list(result.warnings)
     if result.scores:
         print("  Dice " + " ".join(f"{r} {s.dice:.3f}" for r, s in result.scores.items()))
-        warnings += filter(None, [seen_patient_note(result.model_info, case.case_id)])
+        warnings += filter(None, [seen_patient_note(result.model_info, case)])
     for warning in warnings:
         print(f"warning: {warning}", file=sys.stderr)
     print(f"wrote {args.out}")

@@ -291,6 +291,8 @@ class Segmenter:
             combined.info["crossval"] = first.info["ensemble_crossval"]
         for key in ("train_cases", "val_cases"):  # a patient any member saw counts as seen
             combined.info[key] = sorted({c for s in segmenters for c in s.info.get(key, ())})
+        for key in ("train_fingerprints", "val_fingerprints"):
+            combined.info[key] = {c: f for s in segmenters for c, f in s.info.get(key, {}).items()}
         return combined
 
     def prepare(self, case: Case) -> PreparedVolume:
@@ -450,27 +452,39 @@ def update_model_info(path: str | Path, key: str, value: dict) -> None:
     sidecar.write_text(json.dumps(info, indent=2, sort_keys=True))
 
 
-def training_role(info: Mapping, case_id: str) -> str | None:
+def training_role(info: Mapping, case: Case) -> str | None:
     """``"training"`` or ``"validation"`` if the model saw this patient while it was trained, else None.
 
     Scores on such a patient overstate what to expect on a new one; the cross-validated
     numbers (:func:`accuracy_text`) do not. Patients are matched by case identifier, in the
-    split and the case lists that training writes into the model's JSON.
+    split and the case lists that training writes into the model's JSON, and by
+    :attr:`Case.fingerprint` (identical FLAIR voxels), which recognises a renamed copy.
     """
+    return _seen(info, case)[0]
+
+
+def _seen(info: Mapping, case: Case) -> tuple[str | None, str]:
+    """The role in which the model saw ``case`` (or None) and that patient's name in its training."""
     split = info.get("split", {})
     for role, part, cases in (("training", "train", "train_cases"), ("validation", "val", "val_cases")):
-        if case_id in (*split.get(part, ()), *info.get(cases, ())):
-            return role
-    return None
+        if case.case_id in (*split.get(part, ()), *info.get(cases, ())):
+            return role, case.case_id
+        fingerprints = info.get(f"{part}_fingerprints", {})
+        if case.fingerprint:
+            named = [name for name, seen in fingerprints.items() if seen == case.fingerprint]
+            if named:
+                return role, named[0]
+    return None, ""
 
 
-def seen_patient_note(info: Mapping, case_id: str) -> str:
-    """A warning sentence when ``case_id`` was among the model's own patients; empty otherwise."""
-    role = training_role(info, case_id)
+def seen_patient_note(info: Mapping, case: Case) -> str:
+    """A warning sentence when ``case`` was among the model's own patients; empty otherwise."""
+    role, name = _seen(info, case)
     if role is None:
         return ""
+    who = case.case_id if name == case.case_id else f"{case.case_id} has the same FLAIR voxels as {name}, which"
     return (
-        f"{case_id} was one of this model's {role} patients, so its scores here overstate the accuracy to expect "
+        f"{who} was one of this model's {role} patients, so its scores here overstate the accuracy to expect "
         "on a new patient; the cross-validated accuracy in the model card is the fair estimate."
     )
 

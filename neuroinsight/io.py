@@ -25,6 +25,7 @@ magic bytes, header shape and data type. Every failure raises
 from __future__ import annotations
 
 import gzip
+import hashlib
 import re
 import shutil
 import tempfile
@@ -33,6 +34,7 @@ import zlib
 from collections.abc import Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from functools import cached_property
 from io import BytesIO
 from pathlib import Path
 
@@ -134,6 +136,22 @@ class Case:
     def source_orientation(self) -> str:
         """Axis codes of the input, e.g. ``LPS``."""
         return "".join(nib.aff2axcodes(self.source_affine))
+
+    @cached_property
+    def fingerprint(self) -> str:
+        """SHA-256 of the FLAIR voxels (canonical orientation, as float32), ``""`` without FLAIR.
+
+        Public BraTS releases re-issue earlier patients under new names (BraTS 2019-2021
+        include the 2018 cases), so a name says little about whether a model has seen a
+        scan; identical voxels do. FLAIR because every model needs it. A rescaled or
+        resampled copy gets another fingerprint.
+        """
+        flair = self.images.get("flair")
+        if flair is None:
+            return ""
+        digest = hashlib.sha256(str(flair.shape).encode())
+        digest.update(np.ascontiguousarray(flair, dtype="<f4").data)
+        return digest.hexdigest()
 
 
 # --------------------------------------------------------------------------- orientation
@@ -252,7 +270,7 @@ def check_nifti_file(path: Path, *, max_bytes: int = MAX_FILE_BYTES, ndim: Itera
         hint = (
             " A 4-D file holds several volumes: upload it as a Decathlon 4-D image, or split it."
             if len(shape) == 4
-            else ""
+            else " Upload the whole 3-D scan of each modality (one volume per file), not a single slice or a series."
         )
         raise InputError(f"{name}: expected a {want} volume, got {len(shape)}-D with shape {shape}.{hint}")
     spatial = shape[:3]

@@ -153,7 +153,7 @@ def evaluate_folder(
             if label_out is not None:
                 io.save_label_map(segmentation.labels, case, label_out / f"{case.case_id}_pred.nii.gz")
             scores = score_case(segmentation.labels, case.label, spacing_mm=case.spacing_mm)
-            seen = training_role(segmenter.info, case.case_id) or "no"
+            seen = training_role(segmenter.info, case) or "no"
             rows += score_rows(case.case_id, scores, segmenter.name, seen_in_training=seen)
         if progress is not None:
             progress(done, len(case_dirs))

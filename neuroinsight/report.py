@@ -185,7 +185,7 @@ def build_pdf(
 
     if result.scores is not None and case.label is not None:
         pdf.heading("Agreement with the provided ground truth")
-        note = seen_patient_note(model_info, case.case_id)
+        note = seen_patient_note(model_info, case)
         if note:
             pdf.paragraph(note)
         with pdf.table(col_widths=(20, 22, 22, 28, 28, 30), text_align="CENTER") as table:

@@ -38,6 +38,7 @@ from keras import ops
 from neuroinsight.augmentation import PRESETS, AugmentConfig
 from neuroinsight.data import SliceDataset
 from neuroinsight.errors import InputError
+from neuroinsight.io import load_case
 from neuroinsight.model import (
     NORMS,
     ModelConfig,
@@ -509,6 +510,8 @@ def train(
         "train": config.to_dict(),
         "train_cases": sorted(p.name for p in train_dirs),
         "val_cases": sorted(p.name for p in val_dirs),
+        "train_fingerprints": case_fingerprints(train_dirs),
+        "val_fingerprints": case_fingerprints(val_dirs),
         "train_slices": len(train_data.records),
         "epochs_run": len(history.epoch),
         "seconds_this_session": round(seconds, 1),
@@ -520,6 +523,15 @@ def train(
     return TrainResult(
         out, len(history.epoch), seconds, {k: [float(v) for v in vals] for k, vals in history.history.items()}
     )
+
+
+def case_fingerprints(case_dirs: Sequence[Path]) -> dict[str, str]:
+    """Case folder name -> :attr:`neuroinsight.io.Case.fingerprint`, for the model's JSON.
+
+    With them the app recognises one of the model's own patients under another name (later
+    BraTS releases renamed the 2018 cases) and warns that its scores overstate accuracy.
+    """
+    return {Path(p).name: load_case(p).fingerprint for p in sorted(case_dirs)}
 
 
 def _save_network(path: Path, config: TrainConfig) -> None:

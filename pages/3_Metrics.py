@@ -30,7 +30,7 @@ else:
             "This case has no ground truth, so there is nothing to score against. Upload a label map with the scans."
         )
     else:
-        note = seen_patient_note(result.model_info, case.case_id)
+        note = seen_patient_note(result.model_info, case)
         if note:
             st.warning(note, icon=":material/school:")
         table = pd.DataFrame([{"region": r, **s.to_dict()} for r, s in result.scores.items()])

@@ -132,6 +132,32 @@ def test_segment_warns_when_the_model_trained_on_this_patient(phantom_dir, tmp_p
     assert "training patients" not in capsys.readouterr().err
 
 
+def test_segment_recognises_a_training_patient_under_another_name(phantom_dir, tmp_path, capsys):
+    """Later BraTS releases renamed earlier patients: identical FLAIR voxels still count as seen."""
+    import shutil
+
+    from neuroinsight import io
+    from tests.conftest import save_tiny_model
+
+    fingerprint = io.load_case(phantom_dir).fingerprint
+    renamed = tmp_path / "BraTS20_Training_999"
+    renamed.mkdir()
+    for f in phantom_dir.iterdir():
+        shutil.copy(f, renamed / f.name.replace("phantom_1", "BraTS20_Training_999"))
+    model = save_tiny_model(tmp_path / "seen.keras", info={"train_fingerprints": {"phantom_1": fingerprint}})
+    out = tmp_path / "seg.nii.gz"
+    assert main(["--no-progress", "segment", str(renamed), "--out", str(out), *tiny_model_args(model)]) == 0
+    assert (
+        "warning: BraTS20_Training_999 has the same FLAIR voxels as phantom_1, which was one of this model's"
+        " training patients" in capsys.readouterr().err
+    )
+    other = io.load_case(phantom_dir)
+    other.images["flair"] = other.images["flair"] * 1.01  # a rescaled scan is another scan
+    changed = io.save_case(other, tmp_path / "changed" / "BraTS20_Training_998")
+    assert main(["--no-progress", "segment", str(changed), "--out", str(out), *tiny_model_args(model)]) == 0
+    assert "training patients" not in capsys.readouterr().err
+
+
 def test_report_command_writes_a_pdf(phantom_dir, tiny_model_path, tmp_path):
     out = tmp_path / "r.pdf"
     code = main(

@@ -209,6 +209,9 @@ def test_training_without_validation_patients_keeps_the_last_epoch(phantom_data_
     assert not out.with_suffix(".best.keras").exists()
     info = json.loads(out.with_suffix(".json").read_text())
     assert info["val_cases"] == [] and info["epochs_run"] == 1
+    # Each training patient's FLAIR fingerprint, so a renamed copy is still recognised as seen.
+    assert info["train_fingerprints"] == {d.name: io.load_case(d).fingerprint for d in dirs[:2]}
+    assert len(set(info["train_fingerprints"].values())) == 2 and info["val_fingerprints"] == {}
     history = read_history(out.with_suffix(".log.csv"))  # Keras logs NA for validation: left out
     assert "loss" in history and "dice_wt" in history and not any(k.startswith("val_") for k in history)
 

@@ -61,3 +61,18 @@ def test_shipped_model_segments_a_real_case_on_its_grid(tmp_path, capsys):
     assert written.shape == source.shape and written.get_data_dtype() == np.uint8
     np.testing.assert_allclose(written.affine, source.affine)
     assert "Dice WT" in capsys.readouterr().out
+
+
+def test_shipped_models_recognise_their_patients_under_any_name():
+    """The fingerprints in each shipped model's JSON are those of the shared cases it trained on."""
+    from neuroinsight.inference import read_model_info, seen_patient_note
+
+    infos = [read_model_info(p) for p in sorted((REPO / "models").glob("attention_unet*.keras"))]
+    assert infos and all(info["train_fingerprints"] for info in infos)
+    for folder in io.list_cases(DATA_DIR):
+        case = io.load_case(folder)
+        for info in infos:
+            if folder.name in info["train_cases"]:
+                assert info["train_fingerprints"][folder.name] == case.fingerprint
+        case.case_id = "BraTS20_Training_001"  # as the 2020 release renamed the 2018 patients
+        assert f"same FLAIR voxels as {folder.name}" in seen_patient_note(infos[0], case)
