@@ -804,8 +804,13 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """Run one command; return the process exit code."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    args = build_parser().parse_args(argv)
-    args.command_line = shlex.join(["python", "-m", "neuroinsight", *(sys.argv[1:] if argv is None else argv)])
+    argv = sys.argv[1:] if argv is None else argv
+    parser = build_parser()
+    if not argv:  # a first try without arguments gets the list of commands, not only "COMMAND required"
+        parser.print_help(sys.stderr)
+        return 2
+    args = parser.parse_args(argv)
+    args.command_line = shlex.join(["python", "-m", "neuroinsight", *argv])
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
     )

@@ -21,6 +21,12 @@ def test_validate_prints_a_summary(phantom_dir, capsys):
     assert "phantom_1" in out and "LPS" in out and "spacing" in out and "labels" in out
 
 
+def test_no_command_lists_the_commands(capsys):
+    assert main([]) == 2
+    err = capsys.readouterr().err
+    assert "usage: python -m neuroinsight" in err and "segment" in err and "crossval-table" in err
+
+
 def test_validate_bad_input_exits_2_with_one_line(tmp_path, capsys):
     (tmp_path / "x_t1ce.nii.gz").write_text("not an image")
     (tmp_path / "x_flair.nii.gz").write_text("not an image")
@@ -134,8 +140,6 @@ def test_segment_warns_when_the_model_trained_on_this_patient(phantom_dir, tmp_p
 
 def test_segment_recognises_a_training_patient_under_another_name(phantom_dir, tmp_path, capsys):
     """Later BraTS releases renamed earlier patients: identical FLAIR voxels still count as seen."""
-    import shutil
-
     from neuroinsight import io
     from tests.conftest import save_tiny_model
 
