@@ -261,7 +261,8 @@ def _add_model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--all-components",
         action="store_true",
-        help="keep every tumor component (default: only the largest, see the model card)",
+        help="keep every tumor component and every core island (default: only the largest tumor component, "
+        "and within it core islands of at least 30 %% of the largest; see the model card)",
     )
     p.add_argument("--min-component-ml", type=float, default=0.0, help="drop tumor components below this volume (cm3)")
     p.add_argument("--min-et-ml", type=float, default=0.0, help="relabel ET below this total volume as NCR (cm3)")
@@ -324,6 +325,7 @@ def _postprocess_of(args: argparse.Namespace):
         region_thresholds=thresholds,  # type: ignore[arg-type]
         min_component_ml=args.min_component_ml,
         largest_component_only=not args.all_components,
+        core_island_fraction=0.0 if args.all_components else DEFAULT_POSTPROCESS.core_island_fraction,
         min_enhancing_ml=args.min_et_ml,
     )
 

@@ -78,6 +78,9 @@ class PostprocessConfig:
             the core exceeds the third.
         min_component_ml: Whole-tumor connected components smaller than this are removed (0: off).
         largest_component_only: Keep only the largest whole-tumor component.
+        core_island_fraction: Tumor-core (NCR + ET) islands smaller than this fraction of the
+            largest one become edema, so the whole tumor is unchanged (0: off; 1: keep the
+            largest core island only).
         min_enhancing_ml: If the total enhancing volume is below this, relabel it as NCR/NET (0: off).
     """
 
@@ -85,6 +88,7 @@ class PostprocessConfig:
     region_thresholds: RegionThresholds = HALF
     min_component_ml: float = 0.0
     largest_component_only: bool = False
+    core_island_fraction: float = 0.0
     min_enhancing_ml: float = 0.0
 
     def __post_init__(self) -> None:
@@ -92,6 +96,8 @@ class PostprocessConfig:
             raise InputError(f"decoding must be one of {', '.join(DECODINGS)}, got {self.decoding!r}.")
         if len(self.region_thresholds) != 3 or not all(0 < t < 1 for t in self.region_thresholds):
             raise InputError(f"Region thresholds must be three numbers between 0 and 1, got {self.region_thresholds}.")
+        if not 0 <= self.core_island_fraction <= 1:
+            raise InputError(f"The core island fraction must be between 0 and 1, got {self.core_island_fraction}.")
 
 
 NO_POSTPROCESS = PostprocessConfig()
@@ -104,8 +110,16 @@ NO_POSTPROCESS = PostprocessConfig()
 #: shipped recipes (bench/crossval/thresholds.py): the networks under-call tumor and core, and a
 #: lower bar for both raised WT and TC in nested cross-validation (+0.002..0.012 and +0.022..0.025).
 TUNED_THRESHOLDS: RegionThresholds = (0.2, 0.1, 0.5)
+#: Within the kept tumor, core islands under 30 % of the largest one become edema: in six
+#: cross-validated recipes this raised TC and ET Dice of each (+0.002..+0.012, +0.000..+0.015)
+#: and never cost a patient more than 0.003 TC; keeping the largest core island only gained more
+#: on average but cut a real 17 cm3 piece of one patient's core (bench/crossval/core_components.py).
+CORE_ISLAND_FRACTION = 0.3
 DEFAULT_POSTPROCESS = PostprocessConfig(
-    decoding="regions", region_thresholds=TUNED_THRESHOLDS, largest_component_only=True
+    decoding="regions",
+    region_thresholds=TUNED_THRESHOLDS,
+    largest_component_only=True,
+    core_island_fraction=CORE_ISLAND_FRACTION,
 )
 
 
@@ -179,6 +193,11 @@ class Segmentation:
         return box.uncrop(window, prepared.full_shape[:2], fill=0.0)
 
 
+#: Core islands are 26-connected (touching at a corner counts), as measured in
+#: bench/crossval/core_components.py, so that a thin enhancing rim stays one island.
+_NEIGHBOURS_26 = np.ones((3, 3, 3), dtype=bool)
+
+
 def postprocess(
     labels: NDArray[np.uint8], config: PostprocessConfig, voxel_ml: float, *, in_place: bool = False
 ) -> NDArray[np.uint8]:
@@ -197,6 +216,14 @@ def postprocess(
         if config.largest_component_only:
             keep = np.arange(count) == int(np.argmax(sizes))
         part[~np.concatenate([[True], keep])[components]] = 0
+    if config.core_island_fraction > 0 and labels.any():
+        part = labels[bounding_box(labels)]
+        core = (part == 1) | (part == 4)
+        islands, count = ndimage.label(core, structure=_NEIGHBOURS_26)
+        if count > 1:
+            sizes = np.bincount(islands.ravel(), minlength=count + 1)[1:]
+            small = np.concatenate([[False], sizes < config.core_island_fraction * sizes.max()])
+            part[small[islands]] = 2
     if config.min_enhancing_ml > 0:
         enhancing = labels == 4
         if 0 < enhancing.sum() * voxel_ml < config.min_enhancing_ml:

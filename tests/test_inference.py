@@ -107,8 +107,29 @@ def test_postprocessing_rules():
     assert not (relabelled == 4).any() and (relabelled[4:6, 4:6, 4:6] == 1).all()
 
 
+def test_small_core_islands_become_edema_and_the_whole_tumor_stays():
+    labels = np.zeros((24, 24, 24), np.uint8)
+    labels[2:20, 2:20, 2:20] = 2
+    labels[4:10, 4:10, 4:10] = 4  # the main core: 216 voxels
+    labels[5:8, 5:8, 5:8] = 1
+    labels[14:17, 14:17, 14:17] = 1  # a separate core island of 27 voxels (1/8 of the main one)
+    labels[10, 10, 10] = 4  # touches the main core at a corner only: 26-connected, part of it
+    for fraction, island_kept in ((0.1, True), (0.2, False), (1.0, False)):
+        out = postprocess(labels, PostprocessConfig(core_island_fraction=fraction), voxel_ml=0.001)
+        np.testing.assert_array_equal(out > 0, labels > 0)  # the whole tumor is never changed
+        assert (out[14:17, 14:17, 14:17] == (1 if island_kept else 2)).all()
+        assert out[10, 10, 10] == 4 and (out[4:10, 4:10, 4:10] == labels[4:10, 4:10, 4:10]).all()
+    assert (postprocess(labels, PostprocessConfig(), voxel_ml=0.001) == labels).all()  # off by default
+
+
 @pytest.mark.parametrize(
-    "settings", [{"decoding": "softmax"}, {"region_thresholds": (0.5, 1.0, 0.5)}, {"region_thresholds": (0.5, 0.5)}]
+    "settings",
+    [
+        {"decoding": "softmax"},
+        {"region_thresholds": (0.5, 1.0, 0.5)},
+        {"region_thresholds": (0.5, 0.5)},
+        {"core_island_fraction": 1.5},
+    ],
 )
 def test_postprocess_settings_are_checked(settings):
     with pytest.raises(InputError):
