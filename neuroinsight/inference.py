@@ -47,6 +47,7 @@ from neuroinsight.preprocessing import (
     prepare_volume,
     resize_plane,
     restore_label_slices,
+    restore_labels,
     restore_probabilities,
 )
 
@@ -229,6 +230,40 @@ def postprocess(
         if 0 < enhancing.sum() * voxel_ml < config.min_enhancing_ml:
             labels[enhancing] = 1
     return labels
+
+
+def decoding_stages(segmentation: Segmentation, voxel_ml: float) -> dict[str, NDArray[np.uint8]]:
+    """The label map after each step from network probabilities to ``segmentation.labels``.
+
+    For teaching what decoding and post-processing do: the most probable class per voxel, then
+    each step of ``segmentation.post`` in the order :func:`postprocess` applies it (nested-region
+    decoding, the whole-tumor component rule, the core-island rule, small enhancing tumor as
+    core). The last entry equals ``segmentation.labels``.
+    """
+    post, prepared = segmentation.post, segmentation.prepared
+    if prepared is None:
+        raise RuntimeError("Segmentation was built without its PreparedVolume")
+    probs = segmentation.network_probabilities
+    labels = restore_labels(probs, prepared)
+    stages = {"most probable class": labels}
+    if post.decoding == "regions":
+        labels = restore_labels(probs, prepared, "regions", post.region_thresholds)
+        stages["nested BraTS regions"] = labels
+    steps = (
+        (
+            "largest tumor component" if post.largest_component_only else "small tumor components removed",
+            PostprocessConfig(
+                min_component_ml=post.min_component_ml, largest_component_only=post.largest_component_only
+            ),
+        ),
+        ("small core islands made edema", PostprocessConfig(core_island_fraction=post.core_island_fraction)),
+        ("small enhancing tumor made core", PostprocessConfig(min_enhancing_ml=post.min_enhancing_ml)),
+    )
+    for name, step in steps:
+        if step != NO_POSTPROCESS:
+            labels = postprocess(labels, step, voxel_ml)
+            stages[name] = labels
+    return stages
 
 
 def _normalised_entropy(probs: NDArray[np.float32]) -> NDArray[np.float32]:

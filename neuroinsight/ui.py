@@ -16,7 +16,7 @@ from pathlib import Path
 
 import streamlit as st
 
-from neuroinsight import history, io, metrics, phantom
+from neuroinsight import history, inference, io, metrics, phantom
 from neuroinsight.config import Settings, resolve_settings
 from neuroinsight.errors import InputError
 from neuroinsight.grading import GradeModel, load_grade_model
@@ -28,6 +28,7 @@ logger = logging.getLogger(__name__)
 
 RESULT = "result"
 REPORT = "report"
+DECODING = "decoding_stages"
 BATCH_ROWS = "batch_rows"
 UPLOAD_PAGE = "pages/1_Upload.py"
 DISCLAIMER = "NeuroInsight is for research and teaching. It is not a medical device and not for diagnosis."
@@ -126,6 +127,13 @@ def report_files(result: CaseResult) -> ReportFiles:
     return st.session_state[REPORT]
 
 
+def decoding_stages(result: CaseResult) -> dict:
+    """:func:`neuroinsight.inference.decoding_stages` of the current result, once per result."""
+    if DECODING not in st.session_state:
+        st.session_state[DECODING] = inference.decoding_stages(result.segmentation, result.case.voxel_volume_ml)
+    return st.session_state[DECODING]
+
+
 def segmenter_for(case: io.Case, *, ensemble: bool = False) -> Segmenter:
     """The shipped model for the case's modalities, or with ``ensemble`` all that fit, averaged."""
     paths = choose_models(settings().models_dir, case.modalities, ensemble=ensemble)
@@ -157,6 +165,7 @@ def analyse(case: io.Case, *, tta: bool = False, ensemble: bool = False) -> Case
         return None
     st.session_state[RESULT] = result
     st.session_state.pop(REPORT, None)
+    st.session_state.pop(DECODING, None)
     _record(result)
     return result
 

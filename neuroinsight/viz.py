@@ -17,7 +17,7 @@ import numpy as np
 import plotly.graph_objects as go
 from numpy.typing import NDArray
 
-from neuroinsight.metrics import BRATS_REGIONS
+from neuroinsight.metrics import BRATS_REGIONS, region_volumes_ml
 
 if TYPE_CHECKING:  # pipeline loads Keras; the viewer's drawing does not need it
     from neuroinsight.pipeline import CaseResult
@@ -437,6 +437,22 @@ def modality_panel(case, z: int, labels: NDArray | None) -> list[tuple[str, NDAr
     if labels is not None:
         black = np.zeros(display_slice(labels, "axial", z).shape, np.uint8)
         panel.append(("labels", overlay_labels(black, display_slice(labels, "axial", z), opacity=1.0)))
+    return panel
+
+
+def decoding_panel(
+    case, stages: Mapping[str, NDArray], z: int, *, modality: str = "flair"
+) -> list[tuple[str, NDArray[np.uint8]]]:
+    """Each label map of :func:`~neuroinsight.inference.decoding_stages` on one axial slice, with
+    the whole-tumor and core volumes it gives (what each step changes)."""
+    volume = case.images[modality]
+    low, high = intensity_window(volume)
+    gray = window_to_uint8(display_slice(volume, "axial", z), low, high)
+    panel = []
+    for name, labels in stages.items():
+        volumes = region_volumes_ml(labels, case.spacing_mm)
+        caption = f"{name}: WT {volumes['WT']:.1f} cm³, TC {volumes['TC']:.1f} cm³"
+        panel.append((caption, overlay_labels(gray, display_slice(labels, "axial", z))))
     return panel
 
 

@@ -96,7 +96,20 @@ if model_path.exists():
     else:
         st.caption("Segment a case (Upload page) to see where each attention gate looks.")
 
-    st.subheader("6. How the shipped model was trained")
+    st.subheader("6. From probabilities to labels")
+    if result is not None and result.segmentation.prepared is not None:
+        st.markdown(
+            "The network gives each voxel four class probabilities. The simplest reading takes the most probable "
+            "class. NeuroInsight instead decides the nested BraTS regions in turn (whole tumor, then core within it, "
+            "then enhancing tumor within that) with thresholds chosen by cross-validation, keeps the largest tumor "
+            "component, and relabels as edema any core island under 30 % of the largest one. Each step below is "
+            "measured in the model card; the last panel is the segmentation shown everywhere else."
+        )
+        show(viz.decoding_panel(case, ui.decoding_stages(result), z), columns=4)
+    else:
+        st.caption("Segment a case (Upload page) to see how its probabilities become labels.")
+
+    st.subheader("7. How the shipped model was trained")
     history = read_history(model_path.with_suffix(".log.csv"))
     info = read_model_info(model_path)
     if history:

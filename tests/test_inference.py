@@ -257,3 +257,27 @@ def test_ensemble_choice_needs_all_four_modalities(tiny_models_dir):
     assert names(io.MODALITIES, ensemble=True) == ["attention_unet_4mod.keras", "attention_unet.keras"]
     assert names(("t1ce", "flair"), ensemble=True) == ["attention_unet.keras"]
     assert names(io.MODALITIES) == ["attention_unet_4mod.keras"]
+
+
+def test_decoding_stages_walk_from_the_argmax_to_the_shipped_labels():
+    """The Learn page's steps: each is the previous one with one rule applied, ending in the segmentation."""
+    from neuroinsight import phantom
+    from neuroinsight.inference import DEFAULT_POSTPROCESS, decoding_stages
+
+    case = phantom.make_template_case(seed=phantom.DEMO_SEED, case_id="demo_case")
+    segmenter = Segmenter.from_path(REPO / "models" / "attention_unet_4mod.keras")
+    seg = segmenter.segment(case, tta=True, attention=False, post=DEFAULT_POSTPROCESS)
+    stages = decoding_stages(seg, case.voxel_volume_ml)
+    assert list(stages) == [
+        "most probable class",
+        "nested BraTS regions",
+        "largest tumor component",
+        "small core islands made edema",
+    ]
+    np.testing.assert_array_equal(stages["small core islands made edema"], seg.labels)
+    argmax = segmenter.segment(case, tta=True, attention=False, post=PostprocessConfig())
+    np.testing.assert_array_equal(stages["most probable class"], argmax.labels)
+    regions, largest, cleaned = (stages[k] for k in list(stages)[1:])
+    assert (largest > 0).sum() <= (regions > 0).sum() and ((largest > 0) <= (regions > 0)).all()
+    np.testing.assert_array_equal(cleaned > 0, largest > 0)  # core islands change no tumor voxel
+    assert ((cleaned == 1) | (cleaned == 4)).sum() < ((largest == 1) | (largest == 4)).sum()  # on this case, some

@@ -183,11 +183,13 @@ def test_learn_page_with_a_case_shows_every_figure(demo_session):
     at = _with_result("pages/5_Learn.py", demo_session)
     assert not at.exception
     headers = [h.value for h in at.subheader]
-    for part in ("modalities", "labels", "split", "Preprocessing", "model", "trained"):
+    for part in ("modalities", "labels", "split", "Preprocessing", "model", "probabilities to labels", "trained"):
         assert any(part.lower() in h.lower() for h in headers), (part, headers)
     captions = " ".join(c.value for c in at.caption)
-    assert "Segment a case" not in captions  # the attention gates are shown
-    assert len(at.get("image")) >= 5 + 7 + 4 + 4 + 3  # modalities, breakdown, preprocessing, one-hot, gates
+    assert "Segment a case" not in captions  # the attention gates and the decoding steps are shown
+    # modalities, breakdown, preprocessing, one-hot, gates, the four decoding steps
+    assert len(at.get("image")) >= 5 + 7 + 4 + 4 + 3 + 4
+    assert at.session_state["decoding_stages"]["small core islands made edema"] is not None
 
 
 def test_upload_with_the_ensemble_toggle_runs_both_models():
