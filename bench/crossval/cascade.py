@@ -33,14 +33,13 @@ import keras
 import numpy as np
 from numpy.typing import NDArray
 
+from bench.crossval.scoring import fold_test_cases, variant_rows
 from neuroinsight import io
 from neuroinsight.augmentation import PRESETS, augment_slice
 from neuroinsight.config import DEFAULT_DATA_DIR
 from neuroinsight.crossval import POST_VARIANTS
-from neuroinsight.inference import Segmenter
-from neuroinsight.metrics import score_case
 from neuroinsight.model import build_attention_unet, load_model, logits_view
-from neuroinsight.pipeline import rows_to_csv, score_rows
+from neuroinsight.pipeline import rows_to_csv
 from neuroinsight.preprocessing import (
     HALF,
     N_CLASSES,
@@ -201,29 +200,20 @@ def main() -> None:
 
     folders = {p.name: p for p in io.list_cases(args.data)}
     rows: list[dict[str, object]] = []
-    for path in args.models:
-        stage1 = Segmenter.from_path(path)
-        info = stage1.info
-        config = TrainConfig.from_dict(info["train"])
-        out = args.work / f"{path.stem}.stage2.keras"
-        out.parent.mkdir(parents=True, exist_ok=True)
-        stage2 = train_stage2(config, [folders[c] for c in info["split"]["train"]], out, args.epochs)
-        for case_id in info["split"]["test"]:
-            case = io.load_case(folders[case_id])
-            segmentation = stage1.segment(case, tta=True, attention=False, post=POST_VARIANTS[POST])
-            normalised_case = normalised(case, config.preprocess.modalities)
-            refined = refine(segmentation.labels, normalised_case, stage2, config.preprocess.image_size, thresholds)
-            for post, labels in ((POST, segmentation.labels), (name, refined)):
-                scores = score_case(labels, case.label, spacing_mm=case.spacing_mm)
-                rows += score_rows(
-                    case_id, scores, stage1.name, preset=info["preset"], tta="flip", post=post, fold=info["fold"]
-                )
-                print(
-                    f"{path.name} {case_id} {post}: "
-                    + " ".join(f"{r} {scores[r].dice:.3f}" for r in ("WT", "TC", "ET")),
-                    flush=True,
-                )
-        # Written after every model, so a killed run keeps what it scored.
+    trained_for, stage2 = None, None
+    for path, stage1, case in fold_test_cases(args.models, args.data):
+        config = TrainConfig.from_dict(stage1.info["train"])
+        if path != trained_for:  # one stage 2 per fold, on that fold's training patients
+            out = args.work / f"{path.stem}.stage2.keras"
+            out.parent.mkdir(parents=True, exist_ok=True)
+            stage2 = train_stage2(config, [folders[c] for c in stage1.info["split"]["train"]], out, args.epochs)
+            trained_for = path
+        segmentation = stage1.segment(case, tta=True, attention=False, post=POST_VARIANTS[POST])
+        normalised_case = normalised(case, config.preprocess.modalities)
+        refined = refine(segmentation.labels, normalised_case, stage2, config.preprocess.image_size, thresholds)
+        for post, labels in ((POST, segmentation.labels), (name, refined)):
+            rows += variant_rows(case, labels, stage1, tta="flip", post=post)
+        # Written after every patient, so a killed run keeps what it scored.
         args.out.write_text(rows_to_csv(rows, ("preset", "tta", "post", "fold")))
 
 

@@ -23,12 +23,11 @@ import argparse
 from dataclasses import replace
 from pathlib import Path
 
-from neuroinsight import io
+from bench.crossval.scoring import fold_test_cases, variant_rows
 from neuroinsight.config import DEFAULT_DATA_DIR
 from neuroinsight.crossval import POST_VARIANTS
-from neuroinsight.inference import NO_POSTPROCESS, Segmenter, postprocess
-from neuroinsight.metrics import score_case
-from neuroinsight.pipeline import rows_to_csv, score_rows
+from neuroinsight.inference import NO_POSTPROCESS, postprocess
+from neuroinsight.pipeline import rows_to_csv
 
 #: The post-processing shipped until session 43, by its name in the cross-validation tables.
 POST = "largest+regions-tuned"
@@ -50,27 +49,14 @@ def main() -> None:
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args()
 
-    folders = {p.name: p for p in io.list_cases(args.data)}
     rows: list[dict[str, object]] = []
-    for path in args.models:
-        segmenter = Segmenter.from_path(path)
-        info = segmenter.info
-        for case_id in info["split"]["test"]:
-            case = io.load_case(folders[case_id])
-            segmentation = segmenter.segment(case, tta=True, attention=False, post=POST_VARIANTS[POST])
-            for variant, fraction in FRACTIONS.items():
-                step = replace(NO_POSTPROCESS, core_island_fraction=fraction)
-                labels = postprocess(segmentation.labels, step, case.voxel_volume_ml)
-                scores = score_case(labels, case.label, spacing_mm=case.spacing_mm)
-                rows += score_rows(
-                    case_id, scores, segmenter.name, preset=info["preset"], tta="flip", post=variant, fold=info["fold"]
-                )
-                print(
-                    f"{path.name} {case_id} {variant}: "
-                    + " ".join(f"{r} {scores[r].dice:.3f} ({scores[r].hd95_mm:.1f} mm)" for r in ("WT", "TC", "ET")),
-                    flush=True,
-                )
-        # Written after every model, so a killed run keeps what it scored.
+    for _, segmenter, case in fold_test_cases(args.models, args.data):
+        segmentation = segmenter.segment(case, tta=True, attention=False, post=POST_VARIANTS[POST])
+        for variant, fraction in FRACTIONS.items():
+            step = replace(NO_POSTPROCESS, core_island_fraction=fraction)
+            labels = postprocess(segmentation.labels, step, case.voxel_volume_ml)
+            rows += variant_rows(case, labels, segmenter, tta="flip", post=variant)
+        # Written after every patient, so a killed run keeps what it scored.
         args.out.write_text(rows_to_csv(rows, ("preset", "tta", "post", "fold")))
 
 

@@ -25,13 +25,12 @@ import cv2
 import numpy as np
 from numpy.typing import NDArray
 
-from neuroinsight import io
+from bench.crossval.scoring import fold_test_cases, variant_rows
 from neuroinsight.augmentation import rotation_matrix
 from neuroinsight.config import DEFAULT_DATA_DIR
 from neuroinsight.crossval import POST_VARIANTS
 from neuroinsight.inference import Segmenter
-from neuroinsight.metrics import score_case
-from neuroinsight.pipeline import rows_to_csv, score_rows
+from neuroinsight.pipeline import rows_to_csv
 
 #: (angle in degrees, zoom) views averaged besides the slice itself, per variant.
 VARIANTS: dict[str, tuple[tuple[float, float], ...]] = {
@@ -82,34 +81,14 @@ def main() -> None:
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args()
 
-    folders = {p.name: p for p in io.list_cases(args.data)}
     rows: list[dict[str, object]] = []
-    for path in args.models:
-        segmenter = ViewAveraged.from_path(path)
-        info = segmenter.info
-        for case_id in info["split"]["test"]:
-            case = io.load_case(folders[case_id])
-            for variant in args.variants:
-                segmenter.views = VARIANTS[variant]
-                segmentation = segmenter.segment(case, tta=True, attention=False, post=POST_VARIANTS[POST])
-                scores = score_case(segmentation.labels, case.label, spacing_mm=case.spacing_mm)
-                rows += score_rows(
-                    case_id,
-                    scores,
-                    segmenter.name,
-                    preset=info["preset"],
-                    tta=variant,
-                    post=POST,
-                    fold=info["fold"],
-                    seconds=round(segmentation.seconds, 1),
-                )
-                print(
-                    f"{path.name} {case_id} {variant}: "
-                    + " ".join(f"{r} {scores[r].dice:.3f}" for r in ("WT", "TC", "ET"))
-                    + f" ({segmentation.seconds:.1f} s)",
-                    flush=True,
-                )
-        # Written after every model, so a killed run keeps what it scored.
+    for _, segmenter, case in fold_test_cases(args.models, args.data, load=ViewAveraged.from_path):
+        for variant in args.variants:
+            segmenter.views = VARIANTS[variant]
+            segmentation = segmenter.segment(case, tta=True, attention=False, post=POST_VARIANTS[POST])
+            seconds = round(segmentation.seconds, 1)
+            rows += variant_rows(case, segmentation.labels, segmenter, tta=variant, post=POST, seconds=seconds)
+        # Written after every patient, so a killed run keeps what it scored.
         args.out.write_text(rows_to_csv(rows, ("preset", "tta", "post", "fold")))
 
 
