@@ -223,7 +223,9 @@ def build_pdf(
     if seg.post.core_island_fraction == 1:
         decoding += ", only the largest core island kept as core (the others relabelled edema)"
     elif seg.post.core_island_fraction > 0:
-        decoding += f", core islands under {seg.post.core_island_fraction:.0%} of the largest one relabelled edema"
+        decoding += (
+            f", core islands under {seg.post.core_island_fraction * 100:.0f} % of the largest one relabelled edema"
+        )
     size = pre.get("image_size", 128)
     members = model_info.get("ensemble", [])
     ensemble_note = (

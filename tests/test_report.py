@@ -70,6 +70,7 @@ def test_report_text_holds_the_facts(result, grader, tmp_path):
     assert "test-time augmentation" not in " ".join(text.split())  # this result ran without it
     flat = " ".join(text.split())
     assert "nested BraTS regions" in flat and "largest tumor component" in flat  # analyse_case's defaults
+    assert "core islands under 30 % of the largest one relabelled edema" in flat
     assert "overstate" not in flat  # the model never saw this phantom
     assert "skull-stripped" not in flat and result.warnings == []
 
@@ -101,7 +102,7 @@ def test_report_names_the_argmax_when_it_was_used(result, grader, tmp_path):
     result = replace(result, segmentation=replace(result.segmentation, post=PostprocessConfig()))
     flat = " ".join(_text(build_pdf(result, created=WHEN), tmp_path).split())
     assert "most probable class" in flat and "nested BraTS regions" not in flat
-    assert "largest tumor component" not in flat
+    assert "largest tumor component" not in flat and "core islands" not in flat
 
 
 @requires_poppler
