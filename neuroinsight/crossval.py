@@ -22,7 +22,14 @@ from scipy import stats
 
 from neuroinsight import io
 from neuroinsight.errors import InputError
-from neuroinsight.inference import DEFAULT_POSTPROCESS, NO_POSTPROCESS, PostprocessConfig, Segmenter, postprocess
+from neuroinsight.inference import (
+    BEFORE_CORE_ISLANDS,
+    DEFAULT_POSTPROCESS,
+    NO_POSTPROCESS,
+    PostprocessConfig,
+    Segmenter,
+    postprocess,
+)
 from neuroinsight.metrics import score_case, summarise
 from neuroinsight.pipeline import score_rows
 from neuroinsight.preprocessing import restore_labels
@@ -57,7 +64,7 @@ POST_VARIANTS: dict[str, PostprocessConfig] = {
     "none+regions": PostprocessConfig(decoding="regions"),
     "largest+regions": PostprocessConfig(decoding="regions", largest_component_only=True),
     # The default until core islands were cleaned up (session 43); the model card's tables use it.
-    "largest+regions-tuned": replace(DEFAULT_POSTPROCESS, core_island_fraction=0.0),
+    BEFORE_CORE_ISLANDS: replace(DEFAULT_POSTPROCESS, core_island_fraction=0.0),
     "largest+regions-tuned+core0.3": DEFAULT_POSTPROCESS,
     "largest+regions-tuned+core-largest": replace(DEFAULT_POSTPROCESS, core_island_fraction=1.0),
 }

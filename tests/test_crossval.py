@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -18,7 +19,13 @@ from neuroinsight.crossval import (
     run_crossval,
     site_of,
 )
-from neuroinsight.inference import DEFAULT_POSTPROCESS, accuracy_text, read_model_info, update_model_info
+from neuroinsight.inference import (
+    BEFORE_CORE_ISLANDS,
+    DEFAULT_POSTPROCESS,
+    accuracy_text,
+    read_model_info,
+    update_model_info,
+)
 from neuroinsight.metrics import METRIC_NAMES
 from neuroinsight.pipeline import rows_to_csv
 from neuroinsight.preprocessing import PreprocessConfig
@@ -224,6 +231,11 @@ def test_crossval_table_summarises_each_variant_over_patients(tmp_path, capsys):
     assert f"2-fold cross-validation of its recipe (3 patients) WT 0.80 ± 0.20 (95 % CI {low:.2f}-{high:.2f})" in (
         accuracy_text(info)
     )
+    assert "measured before" not in accuracy_text(info)
+    # Numbers recorded under the default before the core-island step say they were (the shipped models').
+    earlier = {**info, "crossval": {**cv, "post": BEFORE_CORE_ISLANDS}}
+    assert "measured before small tumor-core islands were relabelled edema" in accuracy_text(earlier)
+    assert POST_VARIANTS[BEFORE_CORE_ISLANDS] == replace(DEFAULT_POSTPROCESS, core_island_fraction=0.0)
     # A model trained on every patient says so instead of quoting test patients it does not have.
     all_cases = {**info, "split": {"train": ["a", "b"], "val": ["c"], "test": []}}
     ending = "; this model was then trained on all 3 patients, so none is left to test it on"
