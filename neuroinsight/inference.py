@@ -202,6 +202,25 @@ class Segmentation:
 _NEIGHBOURS_26 = np.ones((3, 3, 3), dtype=bool)
 
 
+def _relabel_components(
+    part: NDArray[np.uint8],
+    mask: NDArray[np.bool_],
+    dropped: Callable[[NDArray[np.intp]], NDArray[np.bool_]],
+    value: int,
+    structure: NDArray[np.bool_] | None = None,
+) -> None:
+    """Set ``part`` to ``value`` on the connected components of ``mask`` that ``dropped`` picks.
+
+    ``dropped`` gets the components' voxel counts (component ``i`` at index ``i - 1``) and
+    returns which to relabel.
+    """
+    components, count = ndimage.label(mask, structure=structure)
+    if count == 0:
+        return
+    sizes = np.bincount(components.ravel(), minlength=count + 1)[1:]
+    part[np.concatenate([[False], dropped(sizes)])[components]] = value
+
+
 def postprocess(
     labels: NDArray[np.uint8], config: PostprocessConfig, voxel_ml: float, *, in_place: bool = False
 ) -> NDArray[np.uint8]:
@@ -212,22 +231,20 @@ def postprocess(
     if not in_place:
         labels = labels.copy(order="K")  # keep the Fortran layout: a transposing copy costs ~40 ms
     if (config.min_component_ml > 0 or config.largest_component_only) and labels.any():
-        box = bounding_box(labels)  # label components only where tumor is
-        part = labels[box]
-        components, count = ndimage.label(part > 0)
-        sizes = np.bincount(components.ravel(), minlength=count + 1)[1:]
-        keep = sizes * voxel_ml >= config.min_component_ml
-        if config.largest_component_only:
-            keep = np.arange(count) == int(np.argmax(sizes))
-        part[~np.concatenate([[True], keep])[components]] = 0
+        part = labels[bounding_box(labels)]  # label components only where tumor is
+
+        def dropped(sizes: NDArray[np.intp]) -> NDArray[np.bool_]:
+            if config.largest_component_only:
+                return np.arange(len(sizes)) != int(np.argmax(sizes))
+            return sizes * voxel_ml < config.min_component_ml
+
+        _relabel_components(part, part > 0, dropped, 0)
     if config.core_island_fraction > 0 and labels.any():
         part = labels[bounding_box(labels)]
-        core = (part == 1) | (part == 4)
-        islands, count = ndimage.label(core, structure=_NEIGHBOURS_26)
-        if count > 1:
-            sizes = np.bincount(islands.ravel(), minlength=count + 1)[1:]
-            small = np.concatenate([[False], sizes < config.core_island_fraction * sizes.max()])
-            part[small[islands]] = 2
+        fraction = config.core_island_fraction
+        _relabel_components(
+            part, (part == 1) | (part == 4), lambda sizes: sizes < fraction * sizes.max(), 2, _NEIGHBOURS_26
+        )
     if config.min_enhancing_ml > 0:
         enhancing = labels == 4
         if 0 < enhancing.sum() * voxel_ml < config.min_enhancing_ml:
@@ -535,7 +552,7 @@ def _seen(info: Mapping, case: Case) -> tuple[str | None, str]:
         if case.case_id in (*split.get(part, ()), *info.get(cases, ())):
             return role, case.case_id
         fingerprints = info.get(f"{part}_fingerprints", {})
-        if case.fingerprint:
+        if fingerprints and case.fingerprint:  # hash the scan only when there is something to match
             named = [name for name, seen in fingerprints.items() if seen == case.fingerprint]
             if named:
                 return role, named[0]

@@ -29,6 +29,8 @@ logger = logging.getLogger(__name__)
 RESULT = "result"
 REPORT = "report"
 DECODING = "decoding_stages"
+#: Session entries derived from the current result, dropped when a new result arrives.
+PER_RESULT = (REPORT, DECODING)
 BATCH_ROWS = "batch_rows"
 UPLOAD_PAGE = "pages/1_Upload.py"
 DISCLAIMER = "NeuroInsight is for research and teaching. It is not a medical device and not for diagnosis."
@@ -164,8 +166,8 @@ def analyse(case: io.Case, *, tta: bool = False, ensemble: bool = False) -> Case
         show_error(err)
         return None
     st.session_state[RESULT] = result
-    st.session_state.pop(REPORT, None)
-    st.session_state.pop(DECODING, None)
+    for key in PER_RESULT:
+        st.session_state.pop(key, None)
     _record(result)
     return result
 

@@ -41,7 +41,8 @@ class ChannelAblated(Segmenter):
 
 
 def segment(segmenter: Segmenter, case: io.Case) -> Segmentation:
-    """As the app segments: flip TTA, tuned region decoding, largest component."""
+    """As the app segments (``DEFAULT_POSTPROCESS``: flip TTA, tuned region decoding, largest component,
+    and since session 43 small core islands made edema)."""
     return segmenter.segment(case, tta=True, attention=False, post=DEFAULT_POSTPROCESS)
 
 
