@@ -46,11 +46,18 @@ if runs:
                 **{f"{k} cm³": r.volumes_ml.get(k) for k in ("WT", "TC", "ET")},
                 "P(HGG)": r.hgg_probability,
                 "Dice WT": r.dice["WT"] if r.dice else None,
+                "model saw patient": r.seen_in_training,
             }
             for r in runs
         ]
     ).round({"WT cm³": 2, "TC cm³": 2, "ET cm³": 2, "P(HGG)": 2, "Dice WT": 3})
     st.dataframe(table, hide_index=True, width="stretch")
+    if any(r.seen_in_training not in (None, "no") for r in runs):
+        st.caption(
+            '"model saw patient": training or validation means the model was fitted or selected on that '
+            "patient, so its Dice overstates the accuracy to expect on a new one; the cross-validated numbers "
+            "below do not."
+        )
 else:
     st.caption("No analyses yet. They appear here after the first segmentation.")
 

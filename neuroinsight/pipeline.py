@@ -62,6 +62,11 @@ class CaseResult:
         return region == "WT" or not self.segmentation.without_contrast
 
     @property
+    def seen_in_training(self) -> str:
+        """``"training"`` or ``"validation"`` if the model saw this patient while it was trained, else ``"no"``."""
+        return training_role(self.model_info, self.case) or "no"
+
+    @property
     def tumor_found(self) -> bool:
         """True when any voxel is labelled tumor."""
         return bool(self.volumes_ml["WT"] > 0)

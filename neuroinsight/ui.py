@@ -181,6 +181,7 @@ def _record(result: CaseResult) -> None:
         hgg_probability=result.hgg_probability,
         dice=dice,
         seconds=result.segmentation.seconds,
+        seen_in_training=result.seen_in_training,
     )
     try:
         history.record_run(settings().db_path, record)

@@ -266,6 +266,7 @@ def test_real_patient_uploaded_through_the_file_picker(server, server_home, brow
     latest = history.list_runs(resolve_settings(home=server_home).db_path, limit=1)[0]  # the demo test may come first
     assert (latest.case_id, latest.model) == ("Brats18_CBICA_AQN_1", "attention_unet_nocontrast.keras")
     assert set(latest.volumes_ml) == {"WT"} and latest.hgg_probability is None
+    assert latest.seen_in_training == "training"  # a shared case: every shipped model trained on it
     page.screenshot(path=tmp_path / "upload_no_contrast.png", full_page=True)
 
     _choose_files(page, 0, [scans["t1ce"]], total=4)

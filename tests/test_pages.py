@@ -148,6 +148,20 @@ def test_home_leaves_empty_what_a_run_without_t1ce_did_not_store():
     assert row["WT cm³"] == 31.5 and pd.isna(row["TC cm³"]) and pd.isna(row["ET cm³"]) and pd.isna(row["P(HGG)"])
 
 
+def test_home_flags_the_runs_on_a_patient_the_model_trained_on():
+    from neuroinsight import history
+    from neuroinsight.config import resolve_settings
+
+    for case, seen in (("unseen_case", "no"), ("training_case", "training")):
+        history.record_run(resolve_settings().db_path, history.RunRecord(case, "m", {"WT": 1.0}, seen_in_training=seen))
+    at = page("app.py").run()
+    assert not at.exception
+    table = at.dataframe[0].value.set_index("case")
+    assert table.loc["training_case", "model saw patient"] == "training"
+    assert table.loc["unseen_case", "model saw patient"] == "no"
+    assert any("overstates the accuracy" in c.value for c in at.caption)
+
+
 def test_home_states_each_models_measured_accuracy():
     at = page("app.py").run()
     lines = [m.value for m in at.markdown if m.value.startswith("- **attention_unet")]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+from dataclasses import replace
 from datetime import UTC, datetime
 
 import numpy as np
@@ -34,6 +35,15 @@ def result(tiny_model_path, grader) -> CaseResult:
     out.volumes_ml = region_volumes_ml(case.label, case.spacing_mm)
     out.hgg_probability = grader.predict_proba(grade_features(case.label, case.images, case.spacing_mm))
     return out
+
+
+def test_result_says_whether_the_model_saw_the_patient(result):
+    """What the history records: by name from the model's case lists, by FLAIR voxels from its fingerprints."""
+    assert result.seen_in_training == "no"  # the tiny model's JSON names no patient
+    case = result.case
+    assert replace(result, model_info={"train_cases": [case.case_id]}).seen_in_training == "training"
+    renamed = {"val_fingerprints": {"another_name": case.fingerprint}}
+    assert replace(result, model_info=renamed).seen_in_training == "validation"
 
 
 def _text(pdf: bytes, tmp_path) -> str:
