@@ -33,9 +33,10 @@ from pathlib import Path
 
 import numpy as np
 
+from bench.crossval.scoring import fold_test_cases
 from neuroinsight import io
 from neuroinsight.config import DEFAULT_DATA_DIR
-from neuroinsight.inference import NO_POSTPROCESS, PostprocessConfig, Segmenter, postprocess, read_model_info
+from neuroinsight.inference import NO_POSTPROCESS, PostprocessConfig, Segmenter, postprocess
 from neuroinsight.metrics import BRATS_REGIONS, compute_dice, region_mask
 from neuroinsight.preprocessing import HALF, restore_labels
 
@@ -116,16 +117,14 @@ def main() -> None:
         grid = list(itertools.product(WHOLE, CORE, ENHANCING))
         rows = []
         for recipe in args.recipes:
-            for fold in range(args.folds):
-                model = args.work / f"{recipe}_fold{fold}.keras"
-                segmenter = Segmenter.from_path(model)
-                for case_id in read_model_info(model)["split"]["test"]:
-                    by_thresholds = score_grid(segmenter, io.load_case(args.data / case_id), grid)
-                    for thresholds, dice in by_thresholds.items():
-                        for region, value in zip(REGIONS, dice, strict=True):
-                            name = " ".join(f"{t:g}" for t in thresholds)
-                            rows.append([recipe, fold, case_id, name, region, f"{value:.6g}"])
-                    print(f"{recipe} fold {fold} {case_id}: done", flush=True)
+            models = [args.work / f"{recipe}_fold{fold}.keras" for fold in range(args.folds)]
+            for _, segmenter, case in fold_test_cases(models, args.data):
+                fold = segmenter.info["fold"]
+                for thresholds, dice in score_grid(segmenter, case, grid).items():
+                    for region, value in zip(REGIONS, dice, strict=True):
+                        name = " ".join(f"{t:g}" for t in thresholds)
+                        rows.append([recipe, fold, case.case_id, name, region, f"{value:.6g}"])
+                print(f"{recipe} fold {fold} {case.case_id}: done", flush=True)
         with args.out.open("w", newline="") as f:
             writer = csv.writer(f)
             writer.writerow(["preset", "fold", "case", "thresholds", "region", "dice"])

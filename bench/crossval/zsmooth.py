@@ -15,9 +15,9 @@ from pathlib import Path
 import numpy as np
 from scipy.ndimage import gaussian_filter1d
 
-from neuroinsight import io
+from bench.crossval.scoring import fold_test_cases
 from neuroinsight.config import DEFAULT_DATA_DIR
-from neuroinsight.inference import NO_POSTPROCESS, PostprocessConfig, Segmenter, postprocess, read_model_info
+from neuroinsight.inference import NO_POSTPROCESS, PostprocessConfig, postprocess
 from neuroinsight.metrics import score_case
 from neuroinsight.preprocessing import restore_labels
 
@@ -34,21 +34,16 @@ def main() -> None:
     args = parser.parse_args()
 
     dice: dict[float, list[list[float]]] = {sigma: [] for sigma in SIGMAS}
-    for fold in range(args.folds):
-        model = args.work / f"{args.recipe}_fold{fold}.keras"
-        segmenter = Segmenter.from_path(model)
-        for case_id in read_model_info(model)["split"]["test"]:
-            case = io.load_case(args.data / case_id)
-            segmentation = segmenter.segment(case, tta=True, attention=False, post=NO_POSTPROCESS)
-            probs = segmentation.network_probabilities
-            for sigma in SIGMAS:
-                smoothed = gaussian_filter1d(probs, sigma, axis=0, mode="nearest") if sigma else probs
-                labels = postprocess(
-                    restore_labels(smoothed, segmentation.prepared, "regions"), POST, case.voxel_volume_ml
-                )
-                scores = score_case(labels, case.label, spacing_mm=case.spacing_mm)
-                dice[sigma].append([scores[r].dice for r in ("WT", "TC", "ET")])
-            print(f"fold {fold} {case_id}: done", flush=True)
+    models = [args.work / f"{args.recipe}_fold{fold}.keras" for fold in range(args.folds)]
+    for _, segmenter, case in fold_test_cases(models, args.data):
+        segmentation = segmenter.segment(case, tta=True, attention=False, post=NO_POSTPROCESS)
+        probs = segmentation.network_probabilities
+        for sigma in SIGMAS:
+            smoothed = gaussian_filter1d(probs, sigma, axis=0, mode="nearest") if sigma else probs
+            labels = postprocess(restore_labels(smoothed, segmentation.prepared, "regions"), POST, case.voxel_volume_ml)
+            scores = score_case(labels, case.label, spacing_mm=case.spacing_mm)
+            dice[sigma].append([scores[r].dice for r in ("WT", "TC", "ET")])
+        print(f"fold {segmenter.info['fold']} {case.case_id}: done", flush=True)
     for sigma, values in dice.items():
         wt, tc, et = np.mean(values, axis=0)
         print(f"sigma {sigma}: WT {wt:.4f} TC {tc:.4f} ET {et:.4f}")
