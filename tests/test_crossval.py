@@ -11,6 +11,7 @@ import pytest
 from neuroinsight import io
 from neuroinsight.cli import main
 from neuroinsight.crossval import (
+    DEFAULT_POST,
     POST_VARIANTS,
     compare_variants,
     mean_ci,
@@ -83,8 +84,7 @@ def test_crossval_scores_each_patient_once(phantom_data_dir, tmp_path):
     assert sorted({r["shift"] for r in shifted}) == ["bias", "none"]
     assert len(shifted) == len(test_ids) * 2 * 3 and {r["preset"] for r in shifted} == {"improved"}
     unshifted = {(r["case"], r["region"]): float(r["dice"]) for r in shifted if r["shift"] == "none"}
-    default = next(name for name, post in POST_VARIANTS.items() if post == DEFAULT_POSTPROCESS)
-    same = {(r["case"], r["region"]): r["dice"] for r in rescored if (r["tta"], r["post"]) == ("off", default)}
+    same = {(r["case"], r["region"]): r["dice"] for r in rescored if (r["tta"], r["post"]) == ("off", DEFAULT_POST)}
     for key, dice in unshifted.items():  # no shift: the same prediction as crossval's default post-processing
         assert dice == pytest.approx(same[key], abs=1e-5)
 

@@ -31,7 +31,7 @@ from pathlib import Path
 
 from neuroinsight import io
 from neuroinsight.config import resolve_settings
-from neuroinsight.crossval import read_rows, summary_table, variant_summary
+from neuroinsight.crossval import DEFAULT_POST, read_rows, summary_table, variant_summary
 from neuroinsight.inference import DEFAULT_POSTPROCESS, Segmenter, update_model_info
 from neuroinsight.metrics import score_case
 from neuroinsight.pipeline import rows_to_csv, score_rows
@@ -62,6 +62,9 @@ def main() -> None:
             if len(recipes) != 1:
                 parser.error(f"--record needs the rows of one recipe, got {', '.join(recipes)}")
             summary = variant_summary(rows, (recipes[0], "t1ce"), columns=GROUP_BY)
+            posts = {r.get("post") for r in rows}
+            if len(posts) == 1 and None not in posts:  # CSVs written before the column carry no name
+                summary["post"] = posts.pop()
             summary["command"] = " ".join(["PYTHONPATH=. python", *sys.argv])
             update_model_info(args.record, "without_t1ce", summary)
             print(f"Recorded in {args.record.with_suffix('.json')}")
@@ -84,7 +87,13 @@ def main() -> None:
                 )
                 scores = score_case(result.labels, case.label, spacing_mm=case.spacing_mm)
                 rows += score_rows(
-                    case_id, scores, path.name, preset=recipe, fold=segmenter.info.get("fold"), missing=missing
+                    case_id,
+                    scores,
+                    path.name,
+                    preset=recipe,
+                    fold=segmenter.info.get("fold"),
+                    missing=missing,
+                    post=DEFAULT_POST,
                 )
                 wt = scores["WT"].dice
                 print(f"{path.name} {case_id} missing={missing}: WT {wt:.3f} ET {scores['ET'].dice:.3f}", flush=True)
