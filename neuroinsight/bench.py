@@ -8,6 +8,7 @@ never a timed assertion). Results of full runs are recorded in ``bench/RESULTS.m
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import platform
@@ -59,16 +60,20 @@ def machine_description() -> str:
     import keras
     import tensorflow as tf
 
+    from neuroinsight.training import cpu_bf16_flags
+
     cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-        flags = Path("/proc/cpuinfo").read_text()
-        bf16 = ", ".join(f for f in ("amx_bf16", "avx512_bf16") if f in flags) or "no bf16 flags"
-    except OSError:
-        bf16 = "unknown"
+    with contextlib.suppress(OSError):
+        cpu = next(
+            (
+                line.split(":", 1)[1].strip()
+                for line in Path("/proc/cpuinfo").read_text().splitlines()
+                if line.startswith("model name")
+            ),
+            cpu,
+        )
+    flags = cpu_bf16_flags()
+    bf16 = "unknown" if flags is None else ", ".join(flags) or "no bf16 flags"
     versions = f"TensorFlow {tf.__version__}, Keras {keras.__version__}; Python {platform.python_version()}"
     return f"{cpu}; {os.cpu_count()} cores; {bf16}; {versions}"
 
@@ -186,11 +191,12 @@ def bench_generator_vs_training(model_path: Path, data_dir: Path, quick: bool) -
     from neuroinsight.data import SliceDataset
     from neuroinsight.model import build_attention_unet, load_model, logits_view, model_config_of
     from neuroinsight.preprocessing import DEFAULT_PREPROCESS
-    from neuroinsight.training import cross_entropy
+    from neuroinsight.training import cross_entropy, fast_training_precision
 
     folders = io.list_cases(data_dir)[: 2 if quick else 4]
     figures = []
-    network = build_attention_unet(model_config_of(load_model(model_path)), dtype_policy="mixed_bfloat16")
+    precision = fast_training_precision()  # what `train --precision auto` runs here
+    network = build_attention_unet(model_config_of(load_model(model_path)), dtype_policy=precision)
     model = logits_view(network)  # the step `train` runs
     model.compile(optimizer=keras.optimizers.Adam(1e-3), loss=cross_entropy)
     with tempfile.TemporaryDirectory() as tmp:
@@ -209,7 +215,7 @@ def bench_generator_vs_training(model_path: Path, data_dir: Path, quick: bool) -
             train_rate = steps * batch / (time.perf_counter() - started)
             figures.append(
                 Figure(
-                    f"generator (cached) / training step, batch {batch}",
+                    f"generator (cached) / training step ({precision}), batch {batch}",
                     cached_rate / train_rate,
                     f"{cached_rate:.0f} slices/s",
                     f"{train_rate:.1f} slices/s",
@@ -225,7 +231,7 @@ def bench_generator_vs_training(model_path: Path, data_dir: Path, quick: bool) -
             uncached_rate = len(uncached.records) / (time.perf_counter() - started)
             figures.append(
                 Figure(
-                    f"generator (no cache) / training step, batch {batch}",
+                    f"generator (no cache) / training step ({precision}), batch {batch}",
                     uncached_rate / train_rate,
                     f"{uncached_rate:.1f} slices/s",
                     f"{train_rate:.1f} slices/s",

@@ -228,6 +228,11 @@ def test_train_command_writes_model_settings_and_log(phantom_data_dir, tmp_path,
     assert info["train"]["extra_planes"] == ["coronal"] and "plane" not in info["train"]["preprocess"]
     assert len(info["split"]["test"]) == 1 and out.with_suffix(".log.csv").exists()
     assert info["train"]["deep_supervision"] is True
+    # --precision auto (the default) trains in, prints and records one concrete policy: this machine's fastest.
+    from neuroinsight.training import fast_training_precision
+
+    assert info["train"]["precision"] == fast_training_precision()
+    assert f"precision auto: {fast_training_precision()}" in printed
     assert load_model(out).output_shape == (None, 64, 64, 4)  # the heads stay out of the saved network
 
 

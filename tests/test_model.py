@@ -26,7 +26,17 @@ from neuroinsight.model import (
     with_precision,
 )
 from neuroinsight.preprocessing import PreprocessConfig
-from neuroinsight.training import TrainConfig, deeply_supervised, read_history, train, training_metrics
+from neuroinsight.training import (
+    PRECISIONS,
+    TrainConfig,
+    choose_training_precision,
+    cpu_bf16_flags,
+    deeply_supervised,
+    fast_training_precision,
+    read_history,
+    train,
+    training_metrics,
+)
 from tests.conftest import REPO
 
 TINY = ModelConfig(input_channels=2, image_size=32, filters=(4, 8, 16), bottleneck=32)
@@ -156,6 +166,34 @@ def test_softmax_is_float32_under_mixed_precision(policy):
     assert model.get_layer("encoder1_conv1").compute_dtype != "float32"
     assert np.asarray(model(np.zeros((1, 32, 32, 2), np.float32))).dtype == np.float32
     assert keras.config.dtype_policy().name == "float32"  # the global policy is left alone
+
+
+# /proc/cpuinfo lines of the three CPU kinds these numbers were measured on (flags shortened).
+XEON_AMX = "flags\t\t: fpu sse2 avx2 fma avx512f avx512_bf16 amx_bf16 amx_tile\n"
+EPYC_AVX512 = "processor\t: 0\nflags\t\t: fpu sse2 avx2 fma avx512f avx512_bf16\n"
+EPYC_AVX2 = "model name\t: AMD EPYC\nflags\t\t: fpu sse2 avx2 fma\nbugs\t\t: amx_bf16_is_not_a_flag_here\n"
+
+
+def test_training_precision_follows_the_hardware():
+    assert cpu_bf16_flags(XEON_AMX) == ("amx_bf16", "avx512_bf16")
+    assert cpu_bf16_flags(EPYC_AVX512) == ("avx512_bf16",)
+    assert cpu_bf16_flags(EPYC_AVX2) == ()  # only the flags line counts
+    assert choose_training_precision(gpu=False, bf16_flags=("avx512_bf16",)) == "mixed_bfloat16"
+    assert choose_training_precision(gpu=False, bf16_flags=()) == "float32"
+    assert choose_training_precision(gpu=False, bf16_flags=None) == "float32"  # unknown CPU: the safe choice
+    assert choose_training_precision(gpu=True, bf16_flags=()) == "mixed_float16"  # the seed's, on a GPU
+    assert fast_training_precision() in PRECISIONS
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("precision", ["mixed_float16", "mixed_bfloat16"])
+def test_training_lowers_the_loss_under_mixed_precision(phantom_data_dir, tmp_path, precision):
+    """Each policy `--precision auto` may choose trains, not only float32 (below)."""
+    dirs = io.list_cases(phantom_data_dir)
+    config = replace(TINY_TRAIN, epochs=3, learning_rate=3e-3, loss="ce_dice", precision=precision, select="last")
+    result = train(config, dirs[:4], dirs[4:5], tmp_path / "m.keras", cache_dir=tmp_path / "cache", verbose=0)
+    losses = result.history["loss"]
+    assert np.all(np.isfinite(losses)) and losses[-1] < losses[0], losses
 
 
 @pytest.mark.slow
