@@ -168,7 +168,7 @@ def bench_segment_vs_forward(model_path: Path, data_dir: Path, repeats: int) -> 
 
         end_to_end(), forward_only()  # warm-up
         totals, forwards = [], []
-        for _ in range(max(repeats, 3)):
+        for _ in range(repeats):
             totals.append(_timed(end_to_end))
             forwards.append(_timed(forward_only))
     total, forward = min(totals), min(forwards)
@@ -356,7 +356,8 @@ def bench_growth(model_path: Path, quick: bool) -> list[Figure]:
     from neuroinsight.pipeline import evaluate_folder
 
     segmenter = Segmenter.from_path(model_path)
-    shapes = [(128, 128, 128), (240, 240, 155)] + ([] if quick else [(512, 512, 200)])
+    # --quick is a smoke test: each figure computed, on volumes small enough for CI on a slow CPU.
+    shapes = [(64, 64, 64), (128, 128, 96)] if quick else [(128, 128, 128), (240, 240, 155), (512, 512, 200)]
     times = {}
     for shape in shapes:
         case = phantom.make_case(seed=4, shape=shape)
@@ -375,7 +376,8 @@ def bench_growth(model_path: Path, quick: bool) -> list[Figure]:
     counts = [1, 4] if quick else [1, 4, 16]
     with tempfile.TemporaryDirectory() as tmp:
         for i in range(max(counts)):
-            io.save_case(phantom.make_case(seed=10 + i, shape=(128, 128, 96)), Path(tmp) / f"c{i:02d}")
+            shape = (64, 64, 48) if quick else (128, 128, 96)
+            io.save_case(phantom.make_case(seed=10 + i, shape=shape), Path(tmp) / f"c{i:02d}")
         folders = io.list_cases(tmp)
         batch_times = {}
         for n in counts:
@@ -405,7 +407,7 @@ def run(model_path: Path, data_dir: Path, *, quick: bool, print_line: Callable[[
     figures: list[Figure] = []
     steps: list[Callable[[], list[Figure]]] = [
         lambda: bench_forward_vs_matmul(model_path, repeats),
-        lambda: bench_segment_vs_forward(model_path, data_dir, 2 if quick else 7),
+        lambda: bench_segment_vs_forward(model_path, data_dir, 1 if quick else 7),
         lambda: bench_ui_and_report(model_path, repeats),
         lambda: bench_memory(model_path, quick),
         lambda: bench_growth(model_path, quick),
