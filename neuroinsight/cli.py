@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
-from neuroinsight.config import Settings, resolve_settings
+from neuroinsight.config import DEFAULT_PRECISION, Settings, resolve_settings
 from neuroinsight.errors import InputError
 
 logger = logging.getLogger(__name__)
@@ -189,13 +189,13 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(run=_run_train)
 
 
-def _add_training_precision(p: argparse.ArgumentParser, also: str = "") -> None:
+def _add_training_precision(p: argparse.ArgumentParser, scoring: str = "") -> None:
     p.add_argument(
         "--precision",
         choices=("auto", "float32", "mixed_bfloat16", "mixed_float16"),
         default="auto",
-        help=f"training {also}dtype policy (default auto: mixed_float16 on a GPU, mixed_bfloat16 on a CPU with "
-        "native bfloat16 (AMX, AVX-512 BF16), float32 on other CPUs, where bfloat16 trains about 10x slower)",
+        help="training dtype policy (default auto: mixed_float16 on a GPU, mixed_bfloat16 on a CPU with "
+        f"native bfloat16 (AMX, AVX-512 BF16), float32 on other CPUs, where bfloat16 trains about 10x slower){scoring}",
     )
 
 
@@ -267,7 +267,7 @@ def _add_model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", type=Path, help="model file [default: chosen from NEUROINSIGHT_MODELS by modalities]")
     p.add_argument("--models-dir", type=Path, help="folder of shipped models [default: NEUROINSIGHT_MODELS or models/]")
     p.add_argument(
-        "--precision", choices=("float32", "mixed_bfloat16"), help="inference precision [default: mixed_bfloat16]"
+        "--precision", choices=("float32", "mixed_bfloat16"), help=f"inference precision [default: {DEFAULT_PRECISION}]"
     )
     p.add_argument(
         "--ensemble",
@@ -306,7 +306,7 @@ def _add_model_args(p: argparse.ArgumentParser) -> None:
 
 def _segmenter_factory(args: argparse.Namespace):
     """A function case -> Segmenter honouring --model / --models-dir / --ensemble, loading each model once."""
-    from neuroinsight.inference import DEFAULT_PRECISION, Segmenter, choose_models
+    from neuroinsight.inference import Segmenter, choose_models
 
     if args.model and args.ensemble:
         raise InputError("--ensemble combines the shipped models; it cannot be used with --model.")
@@ -491,7 +491,7 @@ def _record_test_metrics(args: argparse.Namespace, rows: list[dict], summary: di
             "dice": {r: round(summary[r]["dice"]["mean"], 4) for r in ("WT", "TC", "ET")},
             "hd95_mm": {r: round(summary[r]["hd95_mm"]["mean"], 2) for r in ("WT", "TC", "ET")},
             "postprocess": _postprocess_of(args).__dict__,
-            "precision": args.precision or "mixed_bfloat16",
+            "precision": args.precision or DEFAULT_PRECISION,
             "tta": args.tta,
             "command": args.command_line,
         },
@@ -584,7 +584,7 @@ def _add_crossval(sub: argparse._SubParsersAction) -> None:
         default=CROSSVAL_BATCH_SIZE,
         help=f"slices per step (default {CROSSVAL_BATCH_SIZE}; others: P+bsN)",
     )
-    _add_training_precision(p, also="and inference ")
+    _add_training_precision(p, scoring=f"; scoring runs in {DEFAULT_PRECISION} like the app, or in the policy given")
     p.add_argument("--select", choices=("best", "last"), default="last", help="epoch kept per run (default last)")
     p.add_argument("--loss", choices=LOSS_CHOICES, help="loss (results named P+LOSS)")
     p.add_argument("--seed", type=int, default=0, help="fold and training seed (default 0)")
@@ -606,8 +606,7 @@ def _run_crossval(args: argparse.Namespace) -> int:
     from neuroinsight.pipeline import rows_to_csv
 
     settings = _settings(args)
-    precision = _training_precision(args.precision)
-    overrides = {"precision": precision, "select": args.select}
+    overrides = {"precision": _training_precision(args.precision), "select": args.select}
     overrides.update({k: getattr(args, k) for k in ("augment", "loss", "norm", "deep_supervision") if getattr(args, k)})
     if args.extra_planes:
         overrides["extra_planes"] = tuple(args.extra_planes)
@@ -629,7 +628,7 @@ def _run_crossval(args: argparse.Namespace) -> int:
         batch_size=args.batch_size,
         overrides=overrides,
         posts=POST_VARIANTS,
-        precision=precision,
+        precision=DEFAULT_PRECISION if args.precision == "auto" else args.precision,
         cache_dir=settings.cache_dir,
         folds=args.only_folds,
         tta_options=tta_options,
@@ -723,7 +722,7 @@ def _add_robustness(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--data", dest="data_dir", type=Path, help="BraTS data folder [default: NEUROINSIGHT_DATA]")
     p.add_argument("--shifts", nargs="+", help="shifts to apply (default: none and every shift)")
     p.add_argument("--tta", action="store_true", help="flip test-time augmentation (default off: the network alone)")
-    p.add_argument("--precision", default="mixed_bfloat16", help="inference precision")
+    p.add_argument("--precision", default=DEFAULT_PRECISION, help="inference precision")
     p.add_argument(
         "--ensemble-with",
         type=Path,

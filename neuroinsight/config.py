@@ -23,6 +23,9 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_DATA_DIR = REPO_ROOT.parent / "shared" / "data" / "brats18"
 DEFAULT_MODELS_DIR = REPO_ROOT / "models"
 DEFAULT_HOME = Path.home() / ".neuroinsight"
+#: Inference dtype policy (app, CLI, scoring): as accurate as float32 on the shipped models and
+#: faster on every CPU measured, with or without native bfloat16 (model card, bench/RESULTS.md).
+DEFAULT_PRECISION = "mixed_bfloat16"
 
 
 @dataclass(frozen=True)

@@ -25,6 +25,7 @@ from neuroinsight.errors import InputError
 from neuroinsight.inference import (
     BEFORE_CORE_ISLANDS,
     DEFAULT_POSTPROCESS,
+    DEFAULT_PRECISION,
     NO_POSTPROCESS,
     PostprocessConfig,
     Segmenter,
@@ -91,7 +92,7 @@ def run_crossval(
     batch_size: int | None = None,
     overrides: dict | None = None,
     posts: dict[str, PostprocessConfig] | None = None,
-    precision: str = "mixed_bfloat16",
+    precision: str = DEFAULT_PRECISION,
     cache_dir: Path | None = None,
     folds: Sequence[int] | None = None,
     tta_options: Sequence[bool] = (False,),

@@ -34,6 +34,7 @@ from numpy.typing import NDArray
 from scipy import ndimage
 
 from neuroinsight.augmentation import PRESETS as AUGMENT_PRESETS
+from neuroinsight.config import DEFAULT_PRECISION
 from neuroinsight.errors import InputError
 from neuroinsight.io import MODALITIES, NO_CONTRAST_MODALITIES, Case
 from neuroinsight.preprocessing import (
@@ -62,7 +63,6 @@ SHIPPED_MODELS: tuple[tuple[str, tuple[str, ...]], ...] = (
 #: Trained with modality dropout, it gets a blank T1ce channel; under cross-validation its whole
 #: tumor stayed as good as with T1ce, its core and enhancing tumor did not (``without_t1ce`` in its JSON).
 NO_CONTRAST_MODEL: tuple[str, tuple[str, ...]] = ("attention_unet_nocontrast.keras", NO_CONTRAST_MODALITIES)
-DEFAULT_PRECISION = "mixed_bfloat16"
 BATCH_SLICES = 16
 
 
