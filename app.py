@@ -39,7 +39,7 @@ if runs:
     table = pd.DataFrame(
         [
             {
-                "time (UTC)": r.created_utc,
+                "time (UTC)": r.created_utc.replace("T", " ")[:16],  # ISO 8601 to the minute, offset dropped
                 "case": r.case_id,
                 "model": r.model,
                 # A run without T1ce stored only its whole tumor: its TC and ET stay empty.

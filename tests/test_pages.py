@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 from dataclasses import replace
 
@@ -160,6 +161,7 @@ def test_home_flags_the_runs_on_a_patient_the_model_trained_on():
     assert table.loc["training_case", "model saw patient"] == "training"
     assert table.loc["unseen_case", "model saw patient"] == "no"
     assert any("overstates the accuracy" in c.value for c in at.caption)
+    assert re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d", table.loc["training_case", "time (UTC)"])
 
 
 def test_home_states_each_models_measured_accuracy():
