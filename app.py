@@ -46,7 +46,7 @@ if runs:
                 **{f"{k} cm³": r.volumes_ml.get(k) for k in ("WT", "TC", "ET")},
                 "P(HGG)": r.hgg_probability,
                 "Dice WT": r.dice["WT"] if r.dice else None,
-                "model saw patient": r.seen_in_training,
+                "model saw patient": r.seen_in_training or "not recorded",  # runs from before the history kept it
             }
             for r in runs
         ]

@@ -153,13 +153,14 @@ def test_home_flags_the_runs_on_a_patient_the_model_trained_on():
     from neuroinsight import history
     from neuroinsight.config import resolve_settings
 
-    for case, seen in (("unseen_case", "no"), ("training_case", "training")):
+    for case, seen in (("older_case", None), ("unseen_case", "no"), ("training_case", "training")):
         history.record_run(resolve_settings().db_path, history.RunRecord(case, "m", {"WT": 1.0}, seen_in_training=seen))
     at = page("app.py").run()
     assert not at.exception
     table = at.dataframe[0].value.set_index("case")
     assert table.loc["training_case", "model saw patient"] == "training"
     assert table.loc["unseen_case", "model saw patient"] == "no"
+    assert table.loc["older_case", "model saw patient"] == "not recorded"  # a run from a version-1 history
     assert any("overstates the accuracy" in c.value for c in at.caption)
     assert re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d", table.loc["training_case", "time (UTC)"])
 
