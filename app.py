@@ -8,7 +8,7 @@ import streamlit as st
 from neuroinsight import history, ui
 from neuroinsight.inference import accuracy_text, available_models, read_model_info
 
-ui.page_header("NeuroInsight", ":material/neurology:")
+ui.page_header("NeuroInsight")
 st.markdown(
     "**Brain-tumor segmentation on multi-modal MRI with an Attention-UNet.** Upload a BraTS-style case "
     "(T1, T1ce, T2, FLAIR), get the tumor sub-regions (necrotic core, edema, enhancing tumor) in seconds, "

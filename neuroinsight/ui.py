@@ -15,8 +15,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import streamlit as st
+from PIL import Image
 
-from neuroinsight import history, inference, io, metrics, phantom
+from neuroinsight import history, inference, io, metrics, phantom, viz
 from neuroinsight.config import Settings, resolve_settings
 from neuroinsight.errors import InputError
 from neuroinsight.grading import GradeModel, load_grade_model
@@ -233,13 +234,9 @@ def upload_limit() -> str:
     return io.size_text(io.MAX_FILE_BYTES)
 
 
-def page_header(title: str, icon: str | None = None) -> None:
-    """Page config, sidebar menu, title and the one-line disclaimer every page carries.
-
-    ``icon`` defaults to the page's icon in :data:`MENU` (the entry labelled ``title``).
-    """
-    icon = icon or next(menu_icon for _, label, menu_icon in MENU if label == title)
-    st.set_page_config(page_title=f"{title} · NeuroInsight", page_icon=icon, layout="wide")
+def page_header(title: str) -> None:
+    """Page config, sidebar menu, title and the one-line disclaimer every page carries."""
+    st.set_page_config(page_title=f"{title} · NeuroInsight", page_icon=Image.fromarray(viz.app_icon()), layout="wide")
     with st.sidebar:
         for path, label, menu_icon in MENU:
             st.page_link(path, label=label, icon=menu_icon)

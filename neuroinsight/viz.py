@@ -95,6 +95,18 @@ def overlay_labels(
     return rgb.astype(np.uint8)
 
 
+def app_icon(size: int = 64) -> NDArray[np.uint8]:
+    """The browser-tab icon: a grey brain with an edema / enhancing rim / necrotic core target in the
+    overlay's colours. Drawn here rather than named as a Material icon, which the browser would fetch
+    from fonts.gstatic.com: the app must not depend on the internet (hospital networks often have none)."""
+    y, x = np.mgrid[:size, :size] / (size - 1) * 2 - 1  # [-1, 1] both ways
+    brain = (x / 0.8) ** 2 + (y / 0.95) ** 2 <= 1
+    radius = np.hypot(x - 0.25, y + 0.2)
+    labels = np.select([radius < 0.14, radius < 0.26, radius < 0.45], [1, 4, 2], 0) * brain
+    rgb = overlay_labels(np.where(brain, 150, 0).astype(np.uint8), labels, opacity=0.9)
+    return np.dstack([rgb, np.where(brain, 255, 0).astype(np.uint8)])  # transparent outside the brain
+
+
 def error_map(
     gray: NDArray[np.uint8], pred: NDArray[np.bool_], ref: NDArray[np.bool_], *, opacity: float = 0.6
 ) -> NDArray[np.uint8]:

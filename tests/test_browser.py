@@ -11,6 +11,7 @@ import sys
 import time
 import urllib.request
 from pathlib import Path
+from urllib.parse import urlparse
 
 import pytest
 
@@ -147,6 +148,10 @@ def test_demo_case_through_every_page(server, browser, tmp_path):
     shots = tmp_path / "screenshots"
     shots.mkdir()
     page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    # Hospital networks are often offline: nothing the app shows may come from another host
+    # (a Material page icon, for one, makes the browser fetch the tab icon from fonts.gstatic.com).
+    elsewhere: list[str] = []
+    page.on("request", lambda r: urlparse(r.url).hostname in (None, "127.0.0.1") or elsewhere.append(r.url))
     page.goto(server)
     _settle(page)
     page.get_by_text("Brain-tumor segmentation on multi-modal MRI").wait_for()
@@ -209,6 +214,7 @@ def test_demo_case_through_every_page(server, browser, tmp_path):
         _no_exception(page)
         page.screenshot(path=shots / f"{name.lower()}.png", full_page=True)
     assert len(list(shots.glob("*.png"))) == 7
+    assert not elsewhere, f"requests to other hosts: {elsewhere}"
 
 
 def _choose_files(page, uploader: int, files: list[Path], total: int | None = None) -> None:

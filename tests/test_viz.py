@@ -104,3 +104,13 @@ def test_label_panels_are_framed_and_show_their_class_inside():
         frame = np.concatenate([rgb[:2].reshape(-1, 3), rgb[-2:].reshape(-1, 3), rgb[:, :2].reshape(-1, 3)])
         assert (frame == 128).all(), name
         np.testing.assert_array_equal(rgb[2:-2, 2:-2, 0] == 255, expected[2:-2, 2:-2], err_msg=name)
+
+
+def test_app_icon_is_drawn_in_the_overlay_colours_on_a_transparent_background():
+    icon = viz.app_icon(64)
+    assert icon.shape == (64, 64, 4) and icon.dtype == np.uint8
+    assert icon[0, 0, 3] == 0 and icon[32, 20, 3] == 255  # a corner outside the brain, a point inside
+    colours = {tuple(c) for c in icon[icon[..., 3] > 0, :3]}
+    blended = viz.overlay_labels(np.full((1, 1), 150, np.uint8), np.ones((1, 1)), opacity=0.9)[0, 0]
+    assert tuple(blended) in colours  # the necrotic core's red over grey brain
+    assert len(colours) == 4  # grey brain, edema, enhancing rim, necrotic core
