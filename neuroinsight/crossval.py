@@ -388,7 +388,8 @@ def _rows_of(
 def variant_summary(
     rows: Sequence[Mapping[str, object]], variant: Sequence[str], columns: Sequence[str] = VARIANT_COLUMNS
 ) -> dict[str, object]:
-    """Mean, sample SD and 95 % interval of the mean (:func:`mean_ci`) of Dice, and mean HD95, per region.
+    """Mean, sample SD and 95 % interval of the mean (:func:`mean_ci`) of Dice, and mean HD95, per region,
+    and each patient's Dice.
 
     One variant, by default named by (preset, tta, post).
 
@@ -399,14 +400,20 @@ def variant_summary(
     chosen = _rows_of(rows, variant, columns)
     summary = summarise(chosen)
     regions = ("WT", "TC", "ET")
+    by_region = {r: _dice_by_case(chosen, r) for r in regions}
     return {
         **dict(zip(columns, variant, strict=True)),
         "folds": len({str(r["fold"]) for r in chosen}),
         "patients": len({str(r["case"]) for r in chosen}),
         "dice": {r: round(summary[r]["dice"]["mean"], 4) for r in regions},
         "dice_sd": {r: round(summary[r]["dice"]["std"], 4) for r in regions},
-        "dice_ci": {r: [round(bound, 4) for bound in mean_ci(_dice_by_case(chosen, r).values())] for r in regions},
+        "dice_ci": {r: [round(bound, 4) for bound in mean_ci(by_region[r].values())] for r in regions},
         "hd95_mm": {r: round(summary[r]["hd95_mm"]["mean"], 2) for r in regions},
+        # Each patient's Dice from the fold model that never saw it: the app compares a case with these.
+        "per_patient": {
+            case: {r: round(dice[case], 4) for r, dice in by_region.items() if case in dice}
+            for case in sorted({str(r["case"]) for r in chosen})
+        },
     }
 
 

@@ -559,16 +559,64 @@ def _seen(info: Mapping, case: Case) -> tuple[str | None, str]:
     return None, ""
 
 
+def crossval_per_patient(info: Mapping) -> dict[str, dict[str, float]]:
+    """Each cross-validation patient's Dice per region, scored by the fold model that never saw it.
+
+    Empty for a model whose JSON has no cross-validation, or one recorded before per-patient
+    numbers were kept (``crossval-table --record`` writes them).
+    """
+    return {case: dict(dice) for case, dice in info.get("crossval", {}).get("per_patient", {}).items()}
+
+
+def crossval_rows(info: Mapping) -> list[dict[str, object]]:
+    """:func:`crossval_per_patient` as rows (case, region, dice), the form the metrics figures take."""
+    return [
+        {"case": case, "region": region, "dice": dice}
+        for case, by_region in crossval_per_patient(info).items()
+        for region, dice in by_region.items()
+    ]
+
+
+def crossval_choices(models_dir: Path) -> dict[str, dict]:
+    """Label -> model information, for each shipped model (and the opt-in ensemble) whose
+    cross-validation kept per-patient numbers; ``info["crossval"]`` is the one to show."""
+    choices = {}
+    for path, _ in available_models(models_dir):
+        info = read_model_info(path)
+        if crossval_per_patient(info):
+            choices[path.name] = info
+        if crossval_per_patient({"crossval": info.get("ensemble_crossval", {})}):
+            choices[f"ensemble led by {path.name}"] = {**info, "crossval": info["ensemble_crossval"]}
+    return choices
+
+
+def held_out_dice(info: Mapping, case: Case) -> tuple[str, dict[str, float]]:
+    """For a patient the model trained on: its name there and its Dice when held out in the
+    cross-validation of the model's recipe; ``("", {})`` for any other case."""
+    role, name = _seen(info, case)
+    dice = crossval_per_patient(info).get(name, {}) if role is not None else {}
+    return (name, dice) if dice else ("", {})
+
+
 def seen_patient_note(info: Mapping, case: Case) -> str:
-    """A warning sentence when ``case`` was among the model's own patients; empty otherwise."""
+    """A warning sentence when ``case`` was among the model's own patients; empty otherwise.
+
+    Where the cross-validation kept per-patient numbers, it also says what a model of the
+    same recipe scored on this patient without having seen it: the honest number for it.
+    """
     role, name = _seen(info, case)
     if role is None:
         return ""
     who = case.case_id if name == case.case_id else f"{case.case_id} has the same FLAIR voxels as {name}, which"
-    return (
+    note = (
         f"{who} was one of this model's {role} patients, so its scores here overstate the accuracy to expect "
         "on a new patient; the cross-validated accuracy in the model card is the fair estimate."
     )
+    _, dice = held_out_dice(info, case)
+    if dice:
+        cells = ", ".join(f"{region} {dice[region]:.2f}" for region in ("WT", "TC", "ET") if region in dice)
+        note += f" Held out in that cross-validation, {name} scored Dice {cells}."
+    return note
 
 
 def _crossval_text(cv: Mapping, condition: str = "") -> str:

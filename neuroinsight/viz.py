@@ -17,7 +17,7 @@ import numpy as np
 import plotly.graph_objects as go
 from numpy.typing import NDArray
 
-from neuroinsight.metrics import BRATS_REGIONS, region_volumes_ml
+from neuroinsight.metrics import BRATS_REGIONS, METRIC_LABELS, region_volumes_ml
 
 if TYPE_CHECKING:  # pipeline loads Keras; the viewer's drawing does not need it
     from neuroinsight.pipeline import CaseResult
@@ -231,13 +231,42 @@ def confusion_figure(matrix: NDArray, labels: Sequence[str]) -> go.Figure:
     return fig
 
 
-def region_boxplot(rows: Sequence[Mapping[str, object]], metric: str = "dice") -> go.Figure:
-    """Box plot of a metric per region over cases."""
+def region_boxplot(
+    rows: Sequence[Mapping[str, object]],
+    metric: str = "dice",
+    *,
+    marks: Mapping[str, Mapping[str, float]] | None = None,
+) -> go.Figure:
+    """Box plot of a metric per region over cases, each case a point named on hover.
+
+    ``marks``: label -> value per region, drawn as large markers on top (e.g. the current case).
+    """
     fig = go.Figure()
     for region in ("WT", "TC", "ET"):
-        values = [float(r[metric]) for r in rows if r["region"] == region]  # type: ignore[arg-type]
-        fig.add_trace(go.Box(y=values, name=region, marker_color=REGION_COLORS[region], boxpoints="all"))
-    fig.update_layout(yaxis_title=metric, height=340, margin={"t": 10})
+        chosen = [r for r in rows if r["region"] == region]
+        fig.add_trace(
+            go.Box(
+                y=[float(r[metric]) for r in chosen],  # type: ignore[arg-type]
+                text=[str(r.get("case", "")) for r in chosen],
+                name=region,
+                marker_color=REGION_COLORS[region],
+                boxpoints="all",
+                hovertemplate="%{text}: %{y:.3f}<extra></extra>",
+            )
+        )
+    for (label, values), symbol in zip((marks or {}).items(), ("star", "diamond", "x"), strict=False):
+        regions = [r for r in ("WT", "TC", "ET") if r in values]
+        fig.add_trace(
+            go.Scatter(
+                x=regions,
+                y=[values[r] for r in regions],
+                mode="markers",
+                name=label,
+                marker={"symbol": symbol, "size": 15, "color": "#222222", "line": {"color": "white", "width": 1}},
+                hovertemplate=f"{label}: %{{y:.3f}}<extra></extra>",
+            )
+        )
+    fig.update_layout(yaxis_title=METRIC_LABELS.get(metric, metric), height=340, margin={"t": 10})
     return fig
 
 

@@ -7,7 +7,13 @@ import streamlit as st
 
 from neuroinsight import metrics, ui, viz
 from neuroinsight.errors import InputError
-from neuroinsight.inference import seen_patient_note
+from neuroinsight.inference import (
+    BEFORE_CORE_ISLANDS,
+    crossval_choices,
+    crossval_rows,
+    held_out_dice,
+    seen_patient_note,
+)
 from neuroinsight.pipeline import evaluate_folder, rows_to_csv, seen_cases
 
 ui.page_header("Metrics")
@@ -45,6 +51,32 @@ else:
         right.markdown("Label confusion (voxels; rows = ground truth)")
         matrix = metrics.confusion_matrix(seg.labels, case.label)
         right.plotly_chart(viz.confusion_figure(matrix, ["background", "NCR", "ED", "ET"]), key="confusion")
+
+st.subheader("Accuracy on patients the model never saw")
+choices = crossval_choices(ui.settings().models_dir)
+if not choices:
+    st.caption("The models here recorded no per-patient cross-validation (models/MODEL_CARD.md).")
+else:
+    ran = [label for label, info in choices.items() if result and info["crossval"] == result.model_info.get("crossval")]
+    labels = list(choices)
+    choice = st.selectbox("Model", labels, index=labels.index(ran[0]) if ran else 0)
+    info = choices[choice]
+    cv = info["crossval"]
+    marks = {}
+    if ran == [choice] and result.scores is not None:
+        marks["current case"] = {region: s.dice for region, s in result.scores.items()}
+        name, held_out = held_out_dice(info, result.case)
+        if held_out:
+            marks[f"{name}, held out"] = held_out
+    st.plotly_chart(viz.region_boxplot(crossval_rows(info), "dice", marks=marks), key="crossval_box")
+    st.caption(
+        f"Each point is one of {cv['patients']} patients, scored by the {cv['folds']}-fold cross-validation model "
+        "that was trained without it (same recipe as the shipped model, fewer patients; hover for the name): "
+        "the spread to expect on a new patient."
+        + (" Measured before the core-island step (model card)." if cv.get("post") == BEFORE_CORE_ISLANDS else "")
+        + (" The star is the current case, scored by the shipped model." if marks else "")
+        + (" The diamond is the same patient held out: the shipped model trained on it." if len(marks) > 1 else "")
+    )
 
 st.subheader("Batch evaluation of the data folder")
 cases = ui.data_cases()

@@ -226,6 +226,12 @@ def test_crossval_table_summarises_each_variant_over_patients(tmp_path, capsys):
     assert (cv["preset"], cv["tta"], cv["post"], cv["folds"], cv["patients"]) == ("four", "off", "none", 2, 3)
     assert cv["dice"]["WT"] == pytest.approx(0.8) and cv["dice_sd"]["WT"] == pytest.approx(0.2)
     assert "crossval-table" in cv["command"] and "m.json" in recorded
+    # Each patient's own Dice, for the Metrics page's figure and the note on a patient the model trained on.
+    assert cv["per_patient"] == {
+        "Brats18_X_1_1": {"WT": 0.6, "TC": 0.6, "ET": 0.6},
+        "Brats18_X_2_1": {"WT": 0.8, "TC": 0.8, "ET": 0.8},
+        "Brats18_Y_3_1": {"WT": 1.0, "TC": 1.0, "ET": 1.0},
+    }
     low, high = cv["dice_ci"]["WT"]  # the mean's bootstrap interval, for the app and the PDF
     assert 0.6 <= low < 0.8 < high <= 1.0
     assert f"2-fold cross-validation of its recipe (3 patients) WT 0.80 ± 0.20 (95 % CI {low:.2f}-{high:.2f})" in (

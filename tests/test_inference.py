@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import shlex
 
 import nibabel as nib
 import numpy as np
@@ -17,7 +18,11 @@ from neuroinsight.inference import (
     Segmenter,
     choose_model,
     choose_models,
+    crossval_choices,
+    crossval_rows,
+    held_out_dice,
     postprocess,
+    seen_patient_note,
     trained_with_modality_dropout,
 )
 from tests.conftest import REPO, ras_copy, save_tiny_model, small_case
@@ -199,6 +204,40 @@ def test_shipped_models_load_in_safe_mode(name, channels, chosen_for):
     if name == "attention_unet_nocontrast.keras":  # it can run without T1ce, and its accuracy there is recorded
         assert trained_with_modality_dropout(info)
         assert info["without_t1ce"]["patients"] == 12 and info["without_t1ce"]["missing"] == "t1ce"
+
+
+def test_shipped_models_keep_each_cross_validation_patients_dice():
+    """The per-patient Dice in the shipped JSONs are those of the CSV and variant their command names."""
+    from neuroinsight.crossval import read_rows, variant_summary
+
+    choices = crossval_choices(REPO / "models")
+    assert list(choices) == [
+        "attention_unet_4mod.keras",
+        "ensemble led by attention_unet_4mod.keras",
+        "attention_unet.keras",
+    ]
+    for info in choices.values():
+        cv = info["crossval"]
+        csv = REPO / shlex.split(cv["command"])[4]  # python -m neuroinsight crossval-table CSV --variant ...
+        recomputed = variant_summary(read_rows([csv]), (cv["preset"], cv["tta"], cv["post"]))
+        assert recomputed["per_patient"] == cv["per_patient"] and len(cv["per_patient"]) == cv["patients"] == 12
+        rows = crossval_rows(info)
+        assert len(rows) == 36 and all(0 <= r["dice"] <= 1 for r in rows)
+
+
+def test_a_patient_the_model_trained_on_comes_with_its_held_out_dice():
+    case = small_case(seed=1)
+    dice = {"WT": 0.81, "TC": 0.42, "ET": 0.3}
+    info = {"train_fingerprints": {"Brats18_A_1": case.fingerprint}, "crossval": {"per_patient": {"Brats18_A_1": dice}}}
+    assert held_out_dice(info, case) == ("Brats18_A_1", dice)  # found by its voxels under another name
+    assert seen_patient_note(info, case).endswith(
+        "overstate the accuracy to expect on a new patient; the cross-validated accuracy in the model card is the "
+        "fair estimate. Held out in that cross-validation, Brats18_A_1 scored Dice WT 0.81, TC 0.42, ET 0.30."
+    )
+    never_seen = {**info, "train_fingerprints": {"Brats18_B_1": "0" * 64}}
+    assert held_out_dice(never_seen, case) == ("", {}) and seen_patient_note(never_seen, case) == ""
+    older = {**info, "crossval": {"dice": {"WT": 0.8}}}  # recorded before per-patient numbers were kept
+    assert held_out_dice(older, case) == ("", {}) and seen_patient_note(older, case).endswith("fair estimate.")
 
 
 @pytest.fixture(scope="module")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 from dataclasses import replace
@@ -89,6 +90,32 @@ def test_metrics_and_report_pages_with_a_case(demo_session):
     at.session_state["result"] = seen
     at.run()
     assert any("training patients" in w.value and "overstate" in w.value for w in at.warning)
+
+
+def _crossval_marks(at: AppTest) -> list[str]:
+    """Names of the marked points on the Metrics page's cross-validation figure (after the 12 patients' boxes)."""
+    figure = json.loads(at.get("plotly_chart")[-1].proto.spec)  # the last figure without a batch evaluation
+    assert [trace["name"] for trace in figure["data"][:3]] == ["WT", "TC", "ET"]
+    assert all(len(trace["y"]) == 12 for trace in figure["data"][:3])
+    return [trace["name"] for trace in figure["data"][3:]]
+
+
+def test_metrics_page_places_the_case_among_the_cross_validated_patients(demo_session):
+    at = page("pages/3_Metrics.py").run()
+    assert not at.exception and _crossval_marks(at) == []  # no case: the 12 held-out patients only
+    assert at.selectbox[0].value == "attention_unet_4mod.keras"
+    at = _with_result("pages/3_Metrics.py", demo_session)
+    assert at.selectbox[0].value == demo_session.session_state["result"].segmentation.model_name
+    assert _crossval_marks(at) == ["current case"]
+    at.selectbox[0].set_value("attention_unet.keras").run()
+    assert _crossval_marks(at) == []  # another model's patients: the case was not scored by it
+    # A shared patient under its own name: the shipped model trained on it, so its held-out score is marked too.
+    result = demo_session.session_state["result"]
+    at = page("pages/3_Metrics.py")
+    at.session_state["result"] = replace(result, case=replace(result.case, case_id="Brats18_2013_11_1"))
+    at.run()
+    assert _crossval_marks(at) == ["current case", "Brats18_2013_11_1, held out"]
+    assert any("Held out in that cross-validation, Brats18_2013_11_1 scored Dice WT" in w.value for w in at.warning)
 
 
 def test_report_files_are_built_once_per_result(demo_session):

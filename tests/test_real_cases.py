@@ -75,4 +75,8 @@ def test_shipped_models_recognise_their_patients_under_any_name():
             if folder.name in info["train_cases"]:
                 assert info["train_fingerprints"][folder.name] == case.fingerprint
         case.case_id = "BraTS20_Training_001"  # as the 2020 release renamed the 2018 patients
-        assert f"same FLAIR voxels as {folder.name}" in seen_patient_note(infos[0], case)
+        note = seen_patient_note(infos[0], case)
+        assert f"same FLAIR voxels as {folder.name}" in note
+        # ... and with the score a model of the same recipe got on it without having seen it.
+        held_out = infos[0]["crossval"]["per_patient"][folder.name]
+        assert f"Held out in that cross-validation, {folder.name} scored Dice WT {held_out['WT']:.2f}" in note
