@@ -24,7 +24,7 @@ the tumor grade and share a PDF report.
 | Decoder | 3 upsampling blocks with Conv2D, concatenated with the attention-filtered skips |
 | Output | 1×1 Conv2D + softmax over 4 classes (background, NCR/NET, edema, enhancing) |
 | Loss / optimiser | categorical cross-entropy (+ soft Dice in the shipped models), Adam 1e-3 |
-| Precision | mixed precision: float16 on GPUs, bfloat16 on CPUs |
+| Precision | training: mixed float16 on GPUs, bfloat16 on CPUs with native support, else float32; inference bfloat16 |
 
 Measured accuracy, training data and settings: `models/MODEL_CARD.md`.
 
