@@ -428,7 +428,7 @@ def _add_evaluate(sub: argparse._SubParsersAction) -> None:
 def _run_evaluate(args: argparse.Namespace) -> int:
     from neuroinsight import io
     from neuroinsight.metrics import summarise
-    from neuroinsight.pipeline import evaluate_folder, rows_to_csv, seen_cases
+    from neuroinsight.pipeline import evaluate_folder, held_out_comparison, rows_to_csv, seen_cases
 
     case_dirs = io.list_cases(args.data_dir)
     if args.cases:
@@ -463,7 +463,7 @@ def _run_evaluate(args: argparse.Namespace) -> int:
         print(
             f"note: {len(seen)} of these cases ({', '.join(seen)}) {'was' if len(seen) == 1 else 'were'} among the "
             "model's own training or validation patients; their scores overstate the accuracy to expect on new "
-            "patients (see models/MODEL_CARD.md)."
+            "patients (see models/MODEL_CARD.md). " + held_out_comparison(rows)
         )
     print(f"Dice WT {dice['WT']:.3f} TC {dice['TC']:.3f} ET {dice['ET']:.3f}")
     return 0

@@ -12,6 +12,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
+
 from neuroinsight import io
 from neuroinsight.grading import GradeModel, grade_features
 from neuroinsight.inference import (
@@ -19,6 +21,7 @@ from neuroinsight.inference import (
     PostprocessConfig,
     Segmentation,
     Segmenter,
+    held_out_dice,
     no_contrast_note,
     training_role,
 )
@@ -139,7 +142,8 @@ def evaluate_folder(
     """Segment and score every case that has ground truth.
 
     Each row's ``seen_in_training`` says whether the model trained (``training``) or was
-    validated (``validation``) on that patient, or ``no``.
+    validated (``validation``) on that patient, or ``no``; for such a patient ``held_out_dice``
+    is its Dice in the cross-validation of the model's recipe (None otherwise).
 
     Args:
         case_dirs: Case folders.
@@ -159,7 +163,10 @@ def evaluate_folder(
                 io.save_label_map(segmentation.labels, case, label_out / f"{case.case_id}_pred.nii.gz")
             scores = score_case(segmentation.labels, case.label, spacing_mm=case.spacing_mm)
             seen = training_role(segmenter.info, case) or "no"
-            rows += score_rows(case.case_id, scores, segmenter.name, seen_in_training=seen)
+            _, held_out = held_out_dice(segmenter.info, case)
+            for row in score_rows(case.case_id, scores, segmenter.name, seen_in_training=seen):
+                row["held_out_dice"] = held_out.get(str(row["region"]))  # None unless the model trained on it
+                rows.append(row)
         if progress is not None:
             progress(done, len(case_dirs))
     return rows
@@ -168,3 +175,22 @@ def evaluate_folder(
 def seen_cases(rows: Sequence[Mapping[str, object]]) -> list[str]:
     """Cases of :func:`evaluate_folder` rows that their model trained or was validated on."""
     return sorted({str(r["case"]) for r in rows if r.get("seen_in_training", "no") != "no"})
+
+
+def held_out_comparison(rows: Sequence[Mapping[str, object]]) -> str:
+    """For the :func:`evaluate_folder` cases the model trained on and whose cross-validation
+    score is recorded: its mean Dice on them beside theirs held out, as one sentence ('' if none)."""
+    chosen = [r for r in rows if r.get("held_out_dice") is not None]
+    if not chosen:
+        return ""
+
+    def means(column: str) -> str:
+        return ", ".join(
+            f"{region} {np.mean([float(r[column]) for r in chosen if r['region'] == region]):.2f}"  # type: ignore[arg-type]
+            for region in ("WT", "TC", "ET")
+        )
+
+    return (
+        f"On the {len({r['case'] for r in chosen})} of them with a recorded cross-validation score the model "
+        f"reached mean Dice {means('dice')}; held out, the same patients scored {means('held_out_dice')}."
+    )

@@ -14,7 +14,7 @@ from neuroinsight.inference import (
     held_out_dice,
     seen_patient_note,
 )
-from neuroinsight.pipeline import evaluate_folder, rows_to_csv, seen_cases
+from neuroinsight.pipeline import evaluate_folder, held_out_comparison, rows_to_csv, seen_cases
 
 ui.page_header("Metrics")
 result = ui.current_result()
@@ -102,7 +102,8 @@ else:
             st.warning(
                 f"{len(seen)} of {len({r['case'] for r in rows})} cases were among the models' own training or "
                 "validation patients (column seen_in_training): their scores overstate the accuracy to expect on "
-                "new patients. The model card's cross-validated numbers are the fair estimate.",
+                "new patients. The model card's cross-validated numbers are the fair estimate. "
+                + held_out_comparison(rows),
                 icon=":material/school:",
             )
         st.plotly_chart(viz.region_boxplot(rows, "dice"), key="box")

@@ -243,6 +243,8 @@ def test_evaluate_records_only_patients_the_model_never_trained_on(phantom_data_
     shutil.copy(tiny_model_path, model)
     info = json.loads(tiny_model_path.with_suffix(".json").read_text())
     info["split"] = {"train": ["ph0"], "val": ["ph2"], "test": ["ph1"]}
+    # ph0's score when its recipe's cross-validation held it out (the shipped models record all 12 patients').
+    info["crossval"] = {"per_patient": {"ph0": {"WT": 0.5, "TC": 0.25, "ET": 0.125}}}
     model.with_suffix(".json").write_text(json.dumps(info))
     plain = ["--no-progress", "evaluate", str(phantom_data_dir), "--no-tta", "--model", str(model)]
     plain += ["--precision", "float32"]
@@ -257,9 +259,18 @@ def test_evaluate_records_only_patients_the_model_never_trained_on(phantom_data_
     # Without --record, the model's own patients are scored but flagged, in the CSV and on screen.
     out = tmp_path / "metrics.csv"
     assert main([*plain, "--out", str(out), "--cases", "ph0", "ph1", "ph2"]) == 0
-    assert "note: 2 of these cases (ph0, ph2) were among the model's own" in capsys.readouterr().out
-    seen = {row["case"]: row["seen_in_training"] for row in csv.DictReader(out.read_text().splitlines())}
+    printed = capsys.readouterr().out
+    assert "note: 2 of these cases (ph0, ph2) were among the model's own" in printed
+    rows = list(csv.DictReader(out.read_text().splitlines()))
+    seen = {row["case"]: row["seen_in_training"] for row in rows}
     assert seen == {"ph0": "training", "ph1": "no", "ph2": "validation"}
+    held_out = {(row["case"], row["region"]): row["held_out_dice"] for row in rows}
+    assert held_out[("ph0", "TC")] == "0.25" and held_out[("ph1", "TC")] == held_out[("ph2", "TC")] == ""
+    ph0 = {row["region"]: float(row["dice"]) for row in rows if row["case"] == "ph0"}
+    assert (
+        f"On the 1 of them with a recorded cross-validation score the model reached mean Dice WT {ph0['WT']:.2f}, "
+        f"TC {ph0['TC']:.2f}, ET {ph0['ET']:.2f}; held out, the same patients scored WT 0.50, TC 0.25, ET 0.12."
+    ) in printed
 
 
 def test_parser_choices_agree_with_the_package():
