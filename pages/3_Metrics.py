@@ -60,6 +60,8 @@ else:
     ran = [label for label, info in choices.items() if result and info["crossval"] == result.model_info.get("crossval")]
     labels = list(choices)
     choice = st.selectbox("Model", labels, index=labels.index(ran[0]) if ran else 0)
+    if result is not None and not ran:
+        st.caption(f"{result.segmentation.model_name}, which segmented the current case, has no such record.")
     info = choices[choice]
     cv = info["crossval"]
     marks = {}

@@ -155,6 +155,12 @@ def test_every_page_shows_a_result_without_t1ce(name, demo_session):
     assert not at.exception, at.exception
     if name in ("pages/1_Upload.py", "pages/2_Viewer.py", "pages/3_Metrics.py"):
         assert "No T1ce." in [w.value for w in at.warning]
+    if name == "pages/3_Metrics.py":  # the no-contrast model's cross-validation kept no per-patient numbers
+        at = page(name)
+        at.session_state["result"] = replace(result, model_info={}, warnings=[])
+        at.run()
+        assert any("which segmented the current case, has no such record" in c.value for c in at.caption)
+        assert _crossval_marks(at) == []
 
 
 def test_home_lists_the_analysis_in_the_history(demo_session):
