@@ -172,6 +172,18 @@ def evaluate_folder(
     return rows
 
 
+def crossval_marks(result: CaseResult | None, info: Mapping) -> dict[str, dict[str, float]]:
+    """What to mark among the cross-validation patients of the model ``info`` describes: the current
+    case's Dice, if that model scored it, and that patient's held-out Dice, if the model trained on it."""
+    if result is None or result.scores is None or result.model_info.get("crossval") != info.get("crossval"):
+        return {}
+    marks = {"current case": {region: s.dice for region, s in result.scores.items()}}
+    name, held_out = held_out_dice(info, result.case)
+    if held_out:
+        marks[f"{name}, held out"] = held_out
+    return marks
+
+
 def seen_cases(rows: Sequence[Mapping[str, object]]) -> list[str]:
     """Cases of :func:`evaluate_folder` rows that their model trained or was validated on."""
     return sorted({str(r["case"]) for r in rows if r.get("seen_in_training", "no") != "no"})

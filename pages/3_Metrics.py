@@ -11,10 +11,9 @@ from neuroinsight.inference import (
     BEFORE_CORE_ISLANDS,
     crossval_choices,
     crossval_rows,
-    held_out_dice,
     seen_patient_note,
 )
-from neuroinsight.pipeline import evaluate_folder, held_out_comparison, rows_to_csv, seen_cases
+from neuroinsight.pipeline import crossval_marks, evaluate_folder, held_out_comparison, rows_to_csv, seen_cases
 
 ui.page_header("Metrics")
 result = ui.current_result()
@@ -64,12 +63,7 @@ else:
         st.caption(f"{result.segmentation.model_name}, which segmented the current case, has no such record.")
     info = choices[choice]
     cv = info["crossval"]
-    marks = {}
-    if ran == [choice] and result.scores is not None:
-        marks["current case"] = {region: s.dice for region, s in result.scores.items()}
-        name, held_out = held_out_dice(info, result.case)
-        if held_out:
-            marks[f"{name}, held out"] = held_out
+    marks = crossval_marks(result, info)
     st.plotly_chart(viz.region_boxplot(crossval_rows(info), "dice", marks=marks), key="crossval_box")
     st.caption(
         f"Each point is one of {cv['patients']} patients, scored by the {cv['folds']}-fold cross-validation model "
