@@ -257,6 +257,11 @@ def test_upload_with_the_ensemble_toggle_runs_both_models():
     next(r for r in viewer.radio if r.label == "Layer").set_value("attention gate 1").run()
     assert not viewer.exception
     assert any("gates of attention_unet_4mod.keras" in c.value for c in viewer.caption)
+    metrics = page("pages/3_Metrics.py")
+    metrics.session_state["result"] = at.session_state["result"]
+    metrics.run()  # the ensemble's own cross-validated patients, with the case among them
+    assert metrics.selectbox[0].value == "ensemble led by attention_unet_4mod.keras"
+    assert _crossval_marks(metrics) == ["current case"]
 
 
 @pytest.fixture
