@@ -68,7 +68,12 @@ with tab_folder:
     if not cases:
         st.info(f"No cases found in {ui.settings().data_dir}. Set NEUROINSIGHT_DATA to a folder of BraTS case folders.")
     else:
-        choice = st.selectbox("Case", [p.name for p in cases])
+        grades = io.read_grades(ui.settings().data_dir)  # shown so that a teacher can pick an LGG, say
+        choice = st.selectbox(
+            "Case",
+            [p.name for p in cases],
+            format_func=lambda name: f"{name} ({grades[name]})" if name in grades else name,
+        )
         if st.button("Load and segment this case", type="primary"):
             folder = ui.settings().data_dir / choice
             case = ui.load_safely(lambda: io.load_case(folder))

@@ -286,3 +286,10 @@ def test_batch_evaluation_scores_every_case_of_the_data_folder(phantom_data_sett
     assert {"Dice", "HD95 (mm)", "Volume error (%)"} <= set(table.columns)
     assert table["Dice"].between(0, 1).all()
     assert any(b.label == "Download metrics CSV" for b in at.get("download_button"))
+
+
+def test_data_folder_cases_are_listed_with_their_grade(phantom_data_setting):
+    at = page("pages/1_Upload.py").run()
+    box = next(s for s in at.selectbox if s.label == "Case")
+    assert box.options == [f"ph{seed} ({'LGG' if seed >= 4 else 'HGG'})" for seed in range(6)]  # from grades.csv
+    assert box.value == "ph0"  # the folder name, as loading needs it
