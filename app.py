@@ -19,10 +19,15 @@ st.markdown(
 
 st.subheader("Start")
 left, middle, right = st.columns(3)
-left.page_link("pages/1_Upload.py", label="Upload your scans", icon=":material/upload:")
-middle.page_link("pages/1_Upload.py", label="Try the built-in demo case", icon=":material/science:")
+left.page_link(ui.UPLOAD_PAGE, label="Upload your scans", icon=":material/upload:")
+middle.page_link(
+    ui.UPLOAD_PAGE, label="Try the built-in demo case", icon=":material/science:", query_params={"tab": "demo"}
+)
 right.page_link(
-    "pages/1_Upload.py", label=f"Pick a case from the data folder ({len(ui.data_cases())})", icon=":material/folder:"
+    ui.UPLOAD_PAGE,
+    label=f"Pick a case from the data folder ({len(ui.data_cases())})",
+    icon=":material/folder:",
+    query_params={"tab": "folder"},
 )
 
 result = ui.current_result()

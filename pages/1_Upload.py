@@ -26,7 +26,9 @@ def segment(case) -> bool:
     return case is not None and ui.analyse(case, tta=tta, ensemble=ensemble) is not None
 
 
-tab_upload, tab_demo, tab_folder = st.tabs(["Upload scans", "Demo case", "Data folder"])
+# The Home page's links open the tab they name (?tab=demo or ?tab=folder).
+tabs = {"upload": "Upload scans", "demo": "Demo case", "folder": "Data folder"}
+tab_upload, tab_demo, tab_folder = st.tabs(list(tabs.values()), default=tabs.get(st.query_params.get("tab", "")))
 
 with tab_upload:
     st.markdown(

@@ -164,9 +164,11 @@ def test_demo_case_through_every_page(server, browser, tmp_path):
     assert [text.split()[-1] for text in menu] == ["Home", "Upload", "Viewer", "Metrics", "Report", "Learn", "About"]
     page.screenshot(path=shots / "home.png", full_page=True)
 
-    _open(page, "Upload")
-    page.get_by_role("tab", name="Demo case").click()
-    page.get_by_role("button", name="Load the demo case").click()
+    # The Home page's link opens the Upload page on its Demo tab: the button is there without a tab click.
+    page.get_by_role("link", name="Try the built-in demo case").click()
+    page.wait_for_url("**/Upload?tab=demo", timeout=60_000)
+    _settle(page)
+    page.get_by_role("button", name="Load the demo case").click(timeout=30_000)
     page.get_by_text("Demo case segmented").wait_for(timeout=240_000)
     # The case summary under the tabs (volumes, grade) is the last part of the page to render.
     page.get_by_text("Probability of high-grade glioma").wait_for(timeout=60_000)
