@@ -7,7 +7,7 @@ import streamlit as st
 
 from neuroinsight import io, ui, viz
 from neuroinsight.data import split_cases
-from neuroinsight.inference import accuracy_text, read_model_info
+from neuroinsight.inference import accuracy_text, crossval_rows, read_model_info
 from neuroinsight.model import layer_table
 from neuroinsight.preprocessing import SEED_PREPROCESS
 from neuroinsight.training import read_history
@@ -120,5 +120,12 @@ if model_path.exists():
         dice_keys = [f"{part}dice_{region}" for region in ("wt", "tc", "et", "regions")]
         right.plotly_chart(viz.history_figure(history, dice_keys, "Dice"), key="dice")
     st.markdown(f"Measured accuracy: {accuracy_text(info)}.")
+    if crossval_rows(info):
+        st.plotly_chart(viz.region_boxplot(crossval_rows(info), "dice"), key="crossval_box")
+        st.caption(
+            "The same cross-validation patient by patient (hover for names): each was scored by a model trained "
+            "without it. The Dice the training curve reaches on patients it learns from is higher; the spread here "
+            "is what to expect on a new patient. The Metrics page places the current case among them."
+        )
 else:
     st.info("No model in the models folder; train one with `python -m neuroinsight train`.")

@@ -240,6 +240,7 @@ def test_learn_page_with_a_case_shows_every_figure(demo_session):
     # modalities, breakdown, preprocessing, one-hot, gates, the four decoding steps
     assert len(at.get("image")) >= 5 + 7 + 4 + 4 + 3 + 4
     assert at.session_state["decoding_stages"]["small core islands made edema"] is not None
+    assert _crossval_marks(at) == []  # the last figure: the 12 held-out patients of the shipped model's recipe
 
 
 def test_upload_with_the_ensemble_toggle_runs_both_models():
