@@ -384,7 +384,7 @@ def _run_segment(args: argparse.Namespace) -> int:
 
     from neuroinsight import io
     from neuroinsight.grading import CAVEAT
-    from neuroinsight.inference import seen_patient_note
+    from neuroinsight.inference import accuracy_text, seen_patient_note
 
     tta = args.tta or args.uncertainty is not None
     result, _ = _analyse_from_args(args, tta=tta, progress=_text_progress(not args.no_progress))
@@ -401,6 +401,8 @@ def _run_segment(args: argparse.Namespace) -> int:
         print(f"  {region:<4} {volume:9.2f} cm3{caveat}")
     if result.hgg_probability is not None:
         print(f"  P(HGG) {result.hgg_probability:.2f}  ({CAVEAT})")
+    # Without ground truth these volumes are all a user has; say how far to trust the model that made them.
+    print(f"  accuracy to expect: {accuracy_text(result.model_info)}")
     warnings = list(result.warnings)
     if result.scores:
         print("  Dice " + " ".join(f"{r} {s.dice:.3f}" for r, s in result.scores.items()))

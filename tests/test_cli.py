@@ -59,6 +59,7 @@ def test_segment_and_evaluate_agree(phantom_data_dir, tiny_model_path, tmp_path,
     assert code == 0
     printed, errors = capsys.readouterr()
     assert "WT" in printed and "cm3" in printed and "flip TTA" in printed
+    assert "accuracy to expect: not measured yet" in printed  # the tiny model's JSON records no measurement
     assert "warning" not in errors  # a skull-stripped phantom
     seg = nib.load(out)
     assert seg.shape == nib.load(case_dir / "ph0_t1ce.nii.gz").shape

@@ -60,7 +60,9 @@ def test_shipped_model_segments_a_real_case_on_its_grid(tmp_path, capsys):
     written, source = nib.load(out), nib.load(next(folder.glob("*_seg.nii.gz")))
     assert written.shape == source.shape and written.get_data_dtype() == np.uint8
     np.testing.assert_allclose(written.affine, source.affine)
-    assert "Dice WT" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "Dice WT" in printed
+    assert "accuracy to expect: mean Dice ± SD in 4-fold cross-validation of its recipe (12 patients)" in printed
 
 
 def test_shipped_models_recognise_their_patients_under_any_name():
