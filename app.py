@@ -76,4 +76,5 @@ for path, modalities in available_models(ui.settings().models_dir):
             f"- **Ensemble** led by {path.name} (opt-in on the Upload page, all four modalities): "
             f"{accuracy_text({'crossval': info['ensemble_crossval']})}; less robust to an uncorrected bias field."
         )
-st.caption("Full details, data and measured numbers: models/MODEL_CARD.md and the About page.")
+st.caption("Full details, data and measured numbers: the model card, on the About page.")
+st.page_link("pages/6_About.py", label="About and the model card", icon=":material/info:")

@@ -26,7 +26,7 @@ the tumor grade and share a PDF report.
 | Loss / optimiser | categorical cross-entropy (+ soft Dice in the shipped models), Adam 1e-3 |
 | Precision | training: mixed float16 on GPUs, bfloat16 on CPUs with native support, else float32; inference bfloat16 |
 
-Measured accuracy, training data and settings: `models/MODEL_CARD.md`.
+Measured accuracy, training data and settings: `models/MODEL_CARD.md`, shown in full below.
 
 ### The data
 BraTS 2018 training cases (Menze et al. 2015; Bakas et al. 2017; Bakas et al. 2018): pre-operative multi-modal
@@ -55,3 +55,9 @@ cite the BraTS papers when you use them. No patient data is stored in this proje
 {ui.DISCLAIMER}
 """
 )
+
+card = ui.settings().models_dir / "MODEL_CARD.md"
+if card.exists():
+    # The app is often used without the repository at hand: the card the pages keep citing is readable here.
+    with st.expander("Model card (models/MODEL_CARD.md): data, split, settings, every measured number"):
+        st.markdown(card.read_text(encoding="utf-8"))

@@ -294,3 +294,10 @@ def test_data_folder_cases_are_listed_with_their_grade(phantom_data_setting):
     box = next(s for s in at.selectbox if s.label == "Case")
     assert box.options == [f"ph{seed} ({'LGG' if seed >= 4 else 'HGG'})" for seed in range(6)]  # from grades.csv
     assert box.value == "ph0"  # the folder name, as loading needs it
+
+
+def test_about_page_shows_the_model_card_the_app_cites():
+    at = page("pages/6_About.py").run()
+    card = (REPO / "models" / "MODEL_CARD.md").read_text(encoding="utf-8")
+    assert at.expander[0].label.startswith("Model card (models/MODEL_CARD.md)")
+    assert card.strip() in [m.value.strip() for m in at.expander[0].markdown]
