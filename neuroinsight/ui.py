@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -212,6 +213,18 @@ def data_cases() -> list[Path]:
         return io.list_cases(settings().data_dir)
     except InputError:
         return []
+
+
+def model_card() -> str | None:
+    """models/MODEL_CARD.md as Markdown for a page, or None if absent.
+
+    Its links to other repository files become plain text: in the app they would lead to a
+    missing page.
+    """
+    card = settings().models_dir / "MODEL_CARD.md"
+    if not card.exists():
+        return None
+    return re.sub(r"\[([^\]]+)\]\((?!https?:)[^)]+\)", r"\1", card.read_text(encoding="utf-8"))
 
 
 def metric_table(table) -> None:

@@ -56,8 +56,8 @@ cite the BraTS papers when you use them. No patient data is stored in this proje
 """
 )
 
-card = ui.settings().models_dir / "MODEL_CARD.md"
-if card.exists():
+card = ui.model_card()
+if card is not None:
     # The app is often used without the repository at hand: the card the pages keep citing is readable here.
     with st.expander("Model card (models/MODEL_CARD.md): data, split, settings, every measured number"):
-        st.markdown(card.read_text(encoding="utf-8"))
+        st.markdown(card)
