@@ -534,15 +534,16 @@ def update_model_info(path: str | Path, key: str, value: dict) -> None:
     sidecar.write_text(json.dumps(info, indent=2, sort_keys=True))
 
 
-def training_role(info: Mapping, case: Case) -> str | None:
-    """``"training"`` or ``"validation"`` if the model saw this patient while it was trained, else None.
+def training_role(info: Mapping, case: Case) -> str:
+    """``"training"`` or ``"validation"`` if the model saw this patient while it was trained, else ``"no"``
+    (the words the history and the metrics CSV store).
 
     Scores on such a patient overstate what to expect on a new one; the cross-validated
     numbers (:func:`accuracy_text`) do not. Patients are matched by case identifier, in the
     split and the case lists that training writes into the model's JSON, and by
     :attr:`Case.fingerprint` (identical FLAIR voxels), which recognises a renamed copy.
     """
-    return _seen(info, case)[0]
+    return _seen(info, case)[0] or "no"
 
 
 def _seen(info: Mapping, case: Case) -> tuple[str | None, str]:
@@ -612,7 +613,7 @@ def seen_patient_note(info: Mapping, case: Case) -> str:
         f"{who} was one of this model's {role} patients, so its scores here overstate the accuracy to expect "
         "on a new patient; the cross-validated accuracy in the model card is the fair estimate."
     )
-    _, dice = held_out_dice(info, case)
+    dice = crossval_per_patient(info).get(name, {})
     if dice:
         cells = ", ".join(f"{region} {dice[region]:.2f}" for region in ("WT", "TC", "ET") if region in dice)
         note += f" Held out in that cross-validation, {name} scored Dice {cells}."

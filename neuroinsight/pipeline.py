@@ -67,7 +67,7 @@ class CaseResult:
     @property
     def seen_in_training(self) -> str:
         """``"training"`` or ``"validation"`` if the model saw this patient while it was trained, else ``"no"``."""
-        return training_role(self.model_info, self.case) or "no"
+        return training_role(self.model_info, self.case)
 
     @property
     def tumor_found(self) -> bool:
@@ -162,7 +162,7 @@ def evaluate_folder(
             if label_out is not None:
                 io.save_label_map(segmentation.labels, case, label_out / f"{case.case_id}_pred.nii.gz")
             scores = score_case(segmentation.labels, case.label, spacing_mm=case.spacing_mm)
-            seen = training_role(segmenter.info, case) or "no"
+            seen = training_role(segmenter.info, case)
             _, held_out = held_out_dice(segmenter.info, case)
             for row in score_rows(case.case_id, scores, segmenter.name, seen_in_training=seen):
                 row["held_out_dice"] = held_out.get(str(row["region"]))  # None unless the model trained on it
