@@ -63,17 +63,12 @@ def machine_description() -> str:
     from neuroinsight.training import cpu_bf16_flags
 
     cpu = platform.processor() or platform.machine()
-    with contextlib.suppress(OSError):
-        cpu = next(
-            (
-                line.split(":", 1)[1].strip()
-                for line in Path("/proc/cpuinfo").read_text().splitlines()
-                if line.startswith("model name")
-            ),
-            cpu,
-        )
-    flags = cpu_bf16_flags()
-    bf16 = "unknown" if flags is None else ", ".join(flags) or "no bf16 flags"
+    bf16 = "unknown"
+    with contextlib.suppress(OSError):  # not Linux
+        cpuinfo = Path("/proc/cpuinfo").read_text()
+        names = [line.split(":", 1)[1].strip() for line in cpuinfo.splitlines() if line.startswith("model name")]
+        cpu = names[0] if names else cpu
+        bf16 = ", ".join(cpu_bf16_flags(cpuinfo)) or "no bf16 flags"
     versions = f"TensorFlow {tf.__version__}, Keras {keras.__version__}; Python {platform.python_version()}"
     return f"{cpu}; {os.cpu_count()} cores; {bf16}; {versions}"
 
