@@ -586,7 +586,7 @@ def crossval_choices(models_dir: Path) -> dict[str, dict]:
         info = read_model_info(path)
         if crossval_per_patient(info):
             choices[path.name] = info
-        if crossval_per_patient({"crossval": info.get("ensemble_crossval", {})}):
+        if info.get("ensemble_crossval", {}).get("per_patient"):
             choices[f"ensemble led by {path.name}"] = {**info, "crossval": info["ensemble_crossval"]}
     return choices
 

@@ -172,10 +172,16 @@ def evaluate_folder(
     return rows
 
 
+def segmented_by(result: CaseResult | None, info: Mapping) -> bool:
+    """Whether the model (or ensemble) that ``info`` describes segmented ``result``; its recorded
+    cross-validation identifies it, as the ensemble shares its lead model's other entries."""
+    return result is not None and "crossval" in info and result.model_info.get("crossval") == info["crossval"]
+
+
 def crossval_marks(result: CaseResult | None, info: Mapping) -> dict[str, dict[str, float]]:
     """What to mark among the cross-validation patients of the model ``info`` describes: the current
     case's Dice, if that model scored it, and that patient's held-out Dice, if the model trained on it."""
-    if result is None or result.scores is None or result.model_info.get("crossval") != info.get("crossval"):
+    if result is None or result.scores is None or not segmented_by(result, info):
         return {}
     marks = {"current case": {region: s.dice for region, s in result.scores.items()}}
     name, held_out = held_out_dice(info, result.case)

@@ -13,7 +13,14 @@ from neuroinsight.inference import (
     crossval_rows,
     seen_patient_note,
 )
-from neuroinsight.pipeline import crossval_marks, evaluate_folder, held_out_comparison, rows_to_csv, seen_cases
+from neuroinsight.pipeline import (
+    crossval_marks,
+    evaluate_folder,
+    held_out_comparison,
+    rows_to_csv,
+    seen_cases,
+    segmented_by,
+)
 
 ui.page_header("Metrics")
 result = ui.current_result()
@@ -56,7 +63,7 @@ choices = crossval_choices(ui.settings().models_dir)
 if not choices:
     st.caption("The models here recorded no per-patient cross-validation (models/MODEL_CARD.md).")
 else:
-    ran = [label for label, info in choices.items() if result and info["crossval"] == result.model_info.get("crossval")]
+    ran = [label for label, info in choices.items() if segmented_by(result, info)]
     labels = list(choices)
     choice = st.selectbox("Model", labels, index=labels.index(ran[0]) if ran else 0)
     if result is not None and not ran:

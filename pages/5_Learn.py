@@ -120,8 +120,9 @@ if model_path.exists():
         dice_keys = [f"{part}dice_{region}" for region in ("wt", "tc", "et", "regions")]
         right.plotly_chart(viz.history_figure(history, dice_keys, "Dice"), key="dice")
     st.markdown(f"Measured accuracy: {accuracy_text(info)}.")
-    if crossval_rows(info):
-        st.plotly_chart(viz.region_boxplot(crossval_rows(info), "dice"), key="crossval_box")
+    held_out = crossval_rows(info)
+    if held_out:
+        st.plotly_chart(viz.region_boxplot(held_out, "dice"), key="crossval_box")
         st.caption(
             "The same cross-validation patient by patient (hover for names): each was scored by a model trained "
             "without it. The Dice the training curve reaches on patients it learns from is higher; the spread here "
