@@ -11,6 +11,9 @@ from __future__ import annotations
 import logging
 import os
 import re
+import secrets
+import threading
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,6 +32,12 @@ from neuroinsight.report import build_pdf, page_previews
 logger = logging.getLogger(__name__)
 
 RESULT = "result"
+#: The current result's key in :class:`RecentResults`, also the page URL's ``?case=`` value.
+RESULT_TOKEN = "result_token"
+CASE_PARAM = "case"
+#: Results the server keeps for a reloaded page. Each holds its scans and outputs: 201 MB for a
+#: four-modality BraTS case (Brats18_CBICA_AQN_1 with flip TTA), so four cost under 1 GB.
+KEPT_RESULTS = 4
 REPORT = "report"
 DECODING = "decoding_stages"
 #: Session entries derived from the current result, dropped when a new result arrives.
@@ -84,6 +93,80 @@ def demo_case() -> io.Case:
         return phantom.make_template_case(seed=phantom.DEMO_SEED, case_id="demo_case")
     except InputError:
         return phantom.make_case(seed=phantom.DEMO_SEED, tumor_radius_mm=24.0, case_id="demo_case")
+
+
+class RecentResults:
+    """The last few results, under random tokens, for every session of this server process.
+
+    A browser reload (or a bookmark, or a second tab) starts a new Streamlit session with an
+    empty ``st.session_state``. The token in the page's URL (``?case=...``) lets the new
+    session take its case back instead of asking for the scans again. Held in memory only,
+    so no patient data reaches the disk and a server restart forgets them. The tokens are
+    unguessable, but anyone given the link sees the case while the server still holds it.
+    """
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._results: OrderedDict[str, CaseResult] = OrderedDict()
+        self._lock = threading.Lock()  # sessions run in their own threads
+
+    def add(self, result: CaseResult) -> str:
+        """Keep a result (dropping the oldest beyond ``size``); return its token."""
+        token = secrets.token_urlsafe(16)
+        with self._lock:
+            self._results[token] = result
+            while len(self._results) > self.size:
+                self._results.popitem(last=False)
+        return token
+
+    def get(self, token: str) -> CaseResult | None:
+        """The result kept under a token, or None when there is none (any more)."""
+        with self._lock:
+            result = self._results.get(token)
+            if result is not None:
+                self._results.move_to_end(token)  # a case someone came back to is kept longest
+            return result
+
+
+@st.cache_resource
+def recent_results() -> RecentResults:
+    """The server's :class:`RecentResults`, shared by all sessions."""
+    return RecentResults(KEPT_RESULTS)
+
+
+def keep_result(result: CaseResult) -> None:
+    """Make a result this session's current case and put its token in the page URL."""
+    st.session_state[RESULT] = result
+    st.session_state[RESULT_TOKEN] = token = recent_results().add(result)
+    st.query_params[CASE_PARAM] = token
+    for key in PER_RESULT:
+        st.session_state.pop(key, None)
+
+
+def _case_from_url() -> str | None:
+    """Keep the current case's token in the URL; on a fresh session, take the URL's case back.
+
+    Returns a message for the page when the URL names a case the server no longer holds.
+    """
+    token = st.session_state.get(RESULT_TOKEN)
+    if token is not None:
+        # Moving between pages drops the query string; put the token back for a reload.
+        if st.query_params.get(CASE_PARAM) != token:
+            st.query_params[CASE_PARAM] = token
+        return None
+    asked = st.query_params.get(CASE_PARAM)
+    if asked is None:
+        return None
+    result = recent_results().get(asked)
+    if result is None:
+        del st.query_params[CASE_PARAM]
+        return (
+            f"The case this link pointed to is no longer held: the server keeps the last {KEPT_RESULTS} analysed "
+            "cases in memory until it restarts. Load the case again on the Upload page."
+        )
+    st.session_state[RESULT] = result
+    st.session_state[RESULT_TOKEN] = asked
+    return None
 
 
 def show_error(err: Exception) -> None:
@@ -167,9 +250,7 @@ def analyse(case: io.Case, *, tta: bool = False, ensemble: bool = False) -> Case
     except InputError as err:
         show_error(err)
         return None
-    st.session_state[RESULT] = result
-    for key in PER_RESULT:
-        st.session_state.pop(key, None)
+    keep_result(result)
     _record(result)
     return result
 
@@ -250,10 +331,13 @@ def upload_limit() -> str:
 def page_header(title: str) -> None:
     """Page config, sidebar menu, title and the one-line disclaimer every page carries."""
     st.set_page_config(page_title=f"{title} · NeuroInsight", page_icon=Image.fromarray(viz.app_icon()), layout="wide")
+    lost_case = _case_from_url()
     with st.sidebar:
         for path, label, menu_icon in MENU:
             st.page_link(path, label=label, icon=menu_icon)
     st.title(title)
     st.caption(DISCLAIMER)
+    if lost_case:
+        st.info(lost_case, icon=":material/link_off:")
     if os.environ.get("NEUROINSIGHT_DEBUG"):
         st.caption(f"data: {settings().data_dir} · models: {settings().models_dir} · home: {settings().home}")

@@ -109,7 +109,7 @@ def _settle(page, timeout_ms: int = 120_000) -> None:
 def _open(page, name: str) -> None:
     """Navigate in the sidebar: a full page load would start a new session and lose the case."""
     page.locator("[data-testid='stSidebar'] a", has_text=name).first.click()
-    page.wait_for_url(f"**/{name}", timeout=60_000)
+    page.wait_for_url(re.compile(rf"/{name}(\?.*)?$"), timeout=60_000)  # ?case=... once a case is loaded
     _settle(page)
 
 
@@ -187,6 +187,14 @@ def test_demo_case_through_every_page(server, browser, tmp_path):
     assert before != after, "the displayed slice did not change after moving the slider"
     _no_exception(page)
     page.screenshot(path=shots / "viewer.png", full_page=True)
+
+    # A reload starts a new session; the case comes back from the URL instead of being lost.
+    assert "case=" in page.url
+    page.reload()
+    _settle(page)
+    _chart_image(page)
+    assert page.get_by_text("No case is loaded").count() == 0
+    _no_exception(page)
 
     _open(page, "Report")
     with page.expect_download(timeout=120_000) as download_info:

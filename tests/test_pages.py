@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from neuroinsight import io, viz
+from neuroinsight import io, ui, viz
 from tests.conftest import REPO
 
 PAGES = [
@@ -54,6 +54,42 @@ def _with_result(name: str, demo_session: AppTest) -> AppTest:
     at = page(name)
     at.session_state["result"] = demo_session.session_state["result"]
     return at.run()
+
+
+def test_a_reloaded_page_takes_its_case_back_from_the_url(demo_session):
+    # A browser reload is a new session: empty session state, the same URL.
+    token = demo_session.query_params[ui.CASE_PARAM]
+    reloaded = page("pages/2_Viewer.py")
+    reloaded.query_params[ui.CASE_PARAM] = token
+    reloaded.run()
+    assert not reloaded.exception
+    assert not any("No case is loaded" in i.value for i in reloaded.info)
+    assert reloaded.session_state["result"] is demo_session.session_state["result"]
+    assert reloaded.query_params[ui.CASE_PARAM] == token
+    # Moving to another page (which drops the query string) keeps the token in the URL.
+    reloaded.switch_page("pages/4_Report.py")
+    reloaded.query_params.clear()
+    reloaded.run()
+    assert reloaded.query_params[ui.CASE_PARAM] == token
+
+    stale = page("pages/2_Viewer.py")
+    stale.query_params[ui.CASE_PARAM] = "not-a-kept-case"
+    stale.run()
+    assert not stale.exception
+    assert any("no longer held" in i.value for i in stale.info)
+    assert any("No case is loaded" in i.value for i in stale.info)
+    assert ui.CASE_PARAM not in stale.query_params
+
+
+def test_recent_results_keeps_the_latest_and_the_revisited():
+    store = ui.RecentResults(2)
+    first, second = object(), object()
+    first_token, second_token = store.add(first), store.add(second)
+    assert first_token != second_token
+    assert store.get(first_token) is first  # revisited: now the newest
+    store.add(object())
+    assert store.get(second_token) is None
+    assert store.get(first_token) is first
 
 
 def test_viewer_shows_slices_and_moves(demo_session):
