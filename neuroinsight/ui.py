@@ -308,6 +308,14 @@ def model_card() -> str | None:
     return re.sub(r"\[([^\]]+)\]\((?!https?:)[^)]+\)", r"\1", card.read_text(encoding="utf-8"))
 
 
+def decimals(places: dict[str, int]) -> dict:
+    """``st.dataframe`` column settings giving each named column a fixed number of decimals.
+
+    Rounding the frame instead would show 51.1 under 113.58: pandas drops trailing zeros.
+    """
+    return {name: st.column_config.NumberColumn(format=f"%.{n}f") for name, n in places.items()}
+
+
 def metric_table(table) -> None:
     """A metrics table (pandas; columns named as :data:`metrics.METRIC_LABELS` keys) with people's headers and
     each metric's precision (:data:`metrics.METRIC_FORMATS`), not pandas' mix of 3 to 6 digits."""
