@@ -38,6 +38,10 @@ CASE_PARAM = "case"
 #: Results the server keeps for a reloaded page. Each holds its scans and outputs: 201 MB for a
 #: four-modality BraTS case (Brats18_CBICA_AQN_1 with flip TTA), so four cost under 1 GB.
 KEPT_RESULTS = 4
+LINK_NOTE = (
+    "The page address now carries this case: a reload, a bookmark or the address shared with someone using this "
+    f"server opens it again, until the server restarts or {KEPT_RESULTS} newer cases replace it."
+)
 REPORT = "report"
 DECODING = "decoding_stages"
 #: Session entries derived from the current result, dropped when a new result arrives.

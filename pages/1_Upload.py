@@ -100,3 +100,4 @@ if result is not None:
         st.metric("Probability of high-grade glioma", f"{result.hgg_probability:.0%}")
         st.caption(CAVEAT)
     st.page_link("pages/2_Viewer.py", label="Open the viewer", icon=":material/visibility:")
+    st.caption(ui.LINK_NOTE)
