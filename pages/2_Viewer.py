@@ -13,10 +13,15 @@ ui.show_warnings(result)
 
 controls, view = st.columns([1, 3])
 with controls:
-    modality = st.selectbox("Modality", case.modalities, index=case.modalities.index("flair"))
+    modality = st.selectbox("Modality", case.modalities, index=case.modalities.index("flair"), format_func=str.upper)
     plane = st.radio("Plane", viz.PLANES, horizontal=True)
     opacity = st.slider("Overlay opacity", 0.0, 1.0, 0.45, 0.05)
-    visible = [v for v, (name, _) in viz.LABEL_COLORS.items() if st.checkbox(name, value=True, key=f"show{v}")]
+    # The short name fits the narrow column; the legend under the image spells it out.
+    visible = [
+        v
+        for v, (name, _) in viz.LABEL_COLORS.items()
+        if st.checkbox(name.split(" (")[0], value=True, key=f"show{v}", help=name)
+    ]
     layers = viz.available_layers(has_truth=case.label is not None, has_uncertainty=seg.uncertainty is not None)
     layer = st.radio("Layer", layers)
     members = result.model_info.get("ensemble")
