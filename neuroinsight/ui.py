@@ -3,7 +3,8 @@
 The only module of the package that imports ``streamlit``. Models and the grade
 classifier are ``st.cache_resource`` (one read-only copy shared by every
 session); the current case and its results live in ``st.session_state``, so two
-users never see each other's case.
+users never see each other's case unless one shares the page address, whose
+``?case=`` token (:class:`RecentResults`) also brings a case back after a reload.
 """
 
 from __future__ import annotations
