@@ -35,6 +35,8 @@ logger = logging.getLogger(__name__)
 RESULT = "result"
 #: The current result's key in :class:`RecentResults`, also the page URL's ``?case=`` value.
 RESULT_TOKEN = "result_token"
+#: Tokens of the results this session analysed or opened, oldest first (the sidebar's case switch).
+SESSION_CASES = "session_cases"
 CASE_PARAM = "case"
 #: Results the server keeps for a reloaded page. Each holds its scans and outputs: 201 MB for a
 #: four-modality BraTS case (Brats18_CBICA_AQN_1 with flip TTA), so four cost under 1 GB.
@@ -124,6 +126,10 @@ class RecentResults:
                 self._results.popitem(last=False)
         return token
 
+    def __contains__(self, token: str) -> bool:
+        with self._lock:
+            return token in self._results
+
     def get(self, token: str) -> CaseResult | None:
         """The result kept under a token, or None when there is none (any more)."""
         with self._lock:
@@ -140,12 +146,50 @@ def recent_results() -> RecentResults:
 
 
 def keep_result(result: CaseResult) -> None:
-    """Make a result this session's current case and put its token in the page URL."""
+    """Make a new result this session's current case, kept for a reload and the case switch."""
+    token = recent_results().add(result)
+    st.session_state.setdefault(SESSION_CASES, []).append(token)
+    _make_current(token, result)
+
+
+def _make_current(token: str, result: CaseResult) -> None:
     st.session_state[RESULT] = result
-    st.session_state[RESULT_TOKEN] = token = recent_results().add(result)
+    st.session_state[RESULT_TOKEN] = token
     st.query_params[CASE_PARAM] = token
     for key in PER_RESULT:
         st.session_state.pop(key, None)
+
+
+def session_cases() -> dict[str, CaseResult]:
+    """This session's results the server still holds, by token, oldest first."""
+    store = recent_results()
+    held = [token for token in st.session_state.get(SESSION_CASES, []) if token in store]
+    st.session_state[SESSION_CASES] = held
+    return {token: result for token in held if (result := store.get(token)) is not None}
+
+
+def case_label(result: CaseResult) -> str:
+    """How the case switch names a result: the case, the model and whether flip TTA ran."""
+    seg = result.segmentation
+    return f"{result.case.case_id} · {seg.model_name}" + (" · flip TTA" if seg.uncertainty is not None else "")
+
+
+def _case_switch() -> None:
+    """A sidebar choice among this session's cases, shown once there are two or more."""
+    cases = session_cases()
+    current = st.session_state.get(RESULT_TOKEN)
+    if len(cases) < 2 or current not in cases:
+        return
+    tokens = list(cases)
+    chosen = st.selectbox(
+        "Current case",
+        tokens,
+        index=tokens.index(current),
+        format_func=lambda token: case_label(cases[token]),
+        help=f"Cases segmented in this session, held until {KEPT_RESULTS} newer ones on this server replace them.",
+    )
+    if chosen != current:
+        _make_current(chosen, cases[chosen])
 
 
 def _case_from_url() -> str | None:
@@ -169,8 +213,8 @@ def _case_from_url() -> str | None:
             f"The case this link pointed to is no longer held: the server keeps the last {KEPT_RESULTS} analysed "
             "cases in memory until it restarts. Load the case again on the Upload page."
         )
-    st.session_state[RESULT] = result
-    st.session_state[RESULT_TOKEN] = asked
+    st.session_state[SESSION_CASES] = [asked]
+    _make_current(asked, result)
     return None
 
 
@@ -348,6 +392,7 @@ def page_header(title: str) -> None:
     with st.sidebar:
         for path, label, menu_icon in MENU:
             st.page_link(path, label=label, icon=menu_icon)
+        _case_switch()
     st.title(title)
     st.caption(DISCLAIMER)
     if lost_case:

@@ -81,6 +81,28 @@ def test_a_reloaded_page_takes_its_case_back_from_the_url(demo_session):
     assert ui.CASE_PARAM not in stale.query_params
 
 
+def test_the_sidebar_switches_between_the_sessions_cases(demo_session):
+    demo = demo_session.session_state["result"]
+    other = replace(demo, case=replace(demo.case, case_id="second_case"))
+    at = page("pages/3_Metrics.py")
+    at.query_params[ui.CASE_PARAM] = demo_session.query_params[ui.CASE_PARAM]
+    at.run()
+    assert not [s for s in at.sidebar.selectbox if s.label == "Current case"]  # one case: nothing to switch
+    # A second analysis in the same session (what ui.analyse does after segmenting).
+    second = ui.recent_results().add(other)
+    at.session_state[ui.SESSION_CASES] = [*at.session_state[ui.SESSION_CASES], second]
+    at.session_state[ui.RESULT], at.session_state[ui.RESULT_TOKEN] = other, second
+    at.run()
+    switch = next(s for s in at.sidebar.selectbox if s.label == "Current case")
+    assert switch.options == [ui.case_label(demo), ui.case_label(other)] and switch.value == second
+    assert "second_case" in at.markdown[0].value
+    switch.set_value(demo_session.query_params[ui.CASE_PARAM]).run()
+    assert not at.exception
+    assert at.session_state[ui.RESULT] is demo
+    assert at.query_params[ui.CASE_PARAM] == demo_session.query_params[ui.CASE_PARAM]
+    assert demo.case.case_id in at.markdown[0].value
+
+
 def test_recent_results_keeps_the_latest_and_the_revisited():
     store = ui.RecentResults(2)
     first, second = object(), object()
