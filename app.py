@@ -19,14 +19,19 @@ st.markdown(
 
 st.subheader("Start")
 left, middle, right = st.columns(3)
-left.page_link(ui.UPLOAD_PAGE, label="Upload your scans", icon=":material/upload:")
-middle.page_link(
-    ui.UPLOAD_PAGE, label="Try the built-in demo case", icon=":material/science:", query_params={"tab": "demo"}
+ui.page_link(ui.UPLOAD_PAGE, label="Upload your scans", icon=":material/upload:", where=left)
+ui.page_link(
+    ui.UPLOAD_PAGE,
+    label="Try the built-in demo case",
+    icon=":material/science:",
+    where=middle,
+    query_params={"tab": "demo"},
 )
-right.page_link(
+ui.page_link(
     ui.UPLOAD_PAGE,
     label=f"Pick a case from the data folder ({len(ui.data_cases())})",
     icon=":material/folder:",
+    where=right,
     query_params={"tab": "folder"},
 )
 
@@ -36,7 +41,7 @@ if result is not None:
         f"Current case: **{result.case.case_id}** - whole tumor {result.volumes_ml['WT']:.1f} cm³ "
         f"({result.segmentation.model_name})."
     )
-    st.page_link("pages/2_Viewer.py", label="Open the viewer", icon=":material/visibility:")
+    ui.page_link("pages/2_Viewer.py", label="Open the viewer", icon=":material/visibility:")
 
 st.subheader("Recent analyses")
 runs = history.list_runs(ui.settings().db_path, limit=15)
@@ -78,4 +83,4 @@ for path, modalities in available_models(ui.settings().models_dir):
             f"{accuracy_text({'crossval': info['ensemble_crossval']})}; less robust to an uncorrected bias field."
         )
 st.caption("Full details, data and measured numbers: the model card, on the About page.")
-st.page_link("pages/6_About.py", label="About and the model card", icon=":material/info:")
+ui.page_link("pages/6_About.py", label="About and the model card", icon=":material/info:")

@@ -45,6 +45,8 @@ LINK_NOTE = (
     "The page address now carries this case: a reload, a bookmark or the address shared with someone using this "
     f"server opens it again, until the server restarts or {KEPT_RESULTS} newer cases replace it."
 )
+#: Messages queued for the page's next run (:func:`notify`, :func:`show_notices`).
+NOTICES = "notices"
 REPORT = "report"
 DECODING = "decoding_stages"
 #: Session entries derived from the current result, dropped when a new result arrives.
@@ -174,6 +176,18 @@ def case_label(result: CaseResult) -> str:
     return f"{result.case.case_id} · {seg.model_name}" + (" · flip TTA" if seg.uncertainty is not None else "")
 
 
+def page_link(page: str, label: str, icon: str, *, where=st, query_params: dict[str, str] | None = None) -> None:
+    """``st.page_link`` (in ``where``, a column say) that keeps the current case in the address.
+
+    A plain link lands on an address without ``?case=``, which the page then adds: two
+    browser-history entries per move, so Back had to be pressed twice to leave a page.
+    """
+    params = dict(query_params or {})
+    if (token := st.session_state.get(RESULT_TOKEN)) is not None:
+        params[CASE_PARAM] = token
+    where.page_link(page, label=label, icon=icon, query_params=params or None)
+
+
 def _case_switch() -> None:
     """A sidebar choice among this session's cases, shown once there are two or more."""
     cases = session_cases()
@@ -190,6 +204,7 @@ def _case_switch() -> None:
     )
     if chosen != current:
         _make_current(chosen, cases[chosen])
+        st.rerun()  # the menu above was drawn with the previous case's links
 
 
 def _case_from_url() -> str | None:
@@ -218,6 +233,20 @@ def _case_from_url() -> str | None:
     return None
 
 
+def notify(kind: str, text: str) -> None:
+    """Queue a message (``kind``: success, info or warning) for :func:`show_notices` on the page's next run.
+
+    For messages written just before a rerun, which would erase them if shown at once.
+    """
+    st.session_state.setdefault(NOTICES, []).append((kind, text))
+
+
+def show_notices() -> None:
+    """Show the queued messages once."""
+    for kind, text in st.session_state.pop(NOTICES, []):
+        getattr(st, kind)(text)
+
+
 def show_error(err: Exception) -> None:
     """A user-facing error box."""
     st.error(f"{err}", icon=":material/error:")
@@ -233,7 +262,7 @@ def require_result() -> CaseResult:
     result = current_result()
     if result is None:
         st.info("No case is loaded yet. Load the demo case, a case from the data folder, or upload your own scans.")
-        st.page_link(UPLOAD_PAGE, label="Go to Upload", icon=":material/upload:")
+        page_link(UPLOAD_PAGE, label="Go to Upload", icon=":material/upload:")
         st.stop()
     return result
 
@@ -274,18 +303,22 @@ def segmenter_for(case: io.Case, *, ensemble: bool = False) -> Segmenter:
     """The shipped model for the case's modalities, or with ``ensemble`` all that fit, averaged."""
     paths = choose_models(settings().models_dir, case.modalities, ensemble=ensemble)
     if ensemble and len(paths) == 1:
-        st.info(
+        notify(
+            "info",
             f"The ensemble needs all four modalities; {case.case_id} has {', '.join(case.modalities)}, so "
-            f"{paths[0].name} runs alone."
+            f"{paths[0].name} runs alone.",
         )
     return Segmenter.ensemble([get_segmenter(str(path)) for path in paths])
 
 
-def analyse(case: io.Case, *, tta: bool = False, ensemble: bool = False) -> CaseResult | None:
-    """Segment a case with a progress bar, keep the result in the session and record it in the history.
+def analyse(case: io.Case, *, tta: bool = False, ensemble: bool = False, name: str | None = None) -> None:
+    """Segment a case with a progress bar, keep the result in the session, record it in the history
+    and rerun the page, which then says "Segmented NAME" (:func:`show_notices`; ``name`` defaults to
+    the case id).
 
-    Returns None (after showing the error) when the case cannot be processed; the
-    previous result stays in place.
+    The rerun draws the whole page for the new case, its menu links (which carry the case's
+    token) included. When the case cannot be processed, the error is shown and the previous
+    result stays in place.
     """
     try:
         segmenter = segmenter_for(case, ensemble=ensemble)
@@ -297,11 +330,13 @@ def analyse(case: io.Case, *, tta: bool = False, ensemble: bool = False) -> Case
         result = analyse_case(case, segmenter, get_grader(), tta=tta, progress=report)
         bar.empty()
     except InputError as err:
+        show_notices()
         show_error(err)
-        return None
+        return
     keep_result(result)
     _record(result)
-    return result
+    notify("success", f"Segmented {name or case.case_id}. Open the Viewer to explore it.")
+    st.rerun()
 
 
 def _record(result: CaseResult) -> None:
@@ -319,7 +354,7 @@ def _record(result: CaseResult) -> None:
         history.record_run(settings().db_path, record)
     except OSError as err:  # history is a convenience; never lose a result over it
         logger.warning("history not written: %s", err)
-        st.warning(f"The analysis history could not be written ({err}).")
+        notify("warning", f"The analysis history could not be written ({err}).")
 
 
 def show_warnings(result: CaseResult) -> None:
@@ -391,7 +426,7 @@ def page_header(title: str) -> None:
     lost_case = _case_from_url()
     with st.sidebar:
         for path, label, menu_icon in MENU:
-            st.page_link(path, label=label, icon=menu_icon)
+            page_link(path, label=label, icon=menu_icon)
         _case_switch()
     st.title(title)
     st.caption(DISCLAIMER)

@@ -21,9 +21,10 @@ ensemble = st.toggle(
 )
 
 
-def segment(case) -> bool:
-    """Analyse a loaded case (None when loading failed) with the options above; True on success."""
-    return case is not None and ui.analyse(case, tta=tta, ensemble=ensemble) is not None
+def segment(case, name: str | None = None) -> None:
+    """Analyse a loaded case (None when loading failed) with the options above."""
+    if case is not None:
+        ui.analyse(case, tta=tta, ensemble=ensemble, name=name)
 
 
 # The Home page's links open the tab they name (?tab=demo or ?tab=folder).
@@ -54,16 +55,15 @@ with tab_upload:
             label = (truth.name, truth.getvalue()) if truth is not None else None
             workdir = ui.settings().home / "tmp"
             case = ui.load_safely(lambda: io.load_uploads(files, label=label, workdir=workdir))
-            if segment(case):
-                st.success(f"Segmented {case.case_id}. Open the Viewer to explore it.")
+            segment(case)
 
 with tab_demo:
     st.markdown(
         "A real brain anatomy (the MNI ICBM152 template) with a synthetic glioma inserted: necrotic core, "
         "enhancing rim and edema, with ground truth. Built on this machine; no patient data."
     )
-    if st.button("Load the demo case", type="primary") and segment(ui.demo_case()):
-        st.success("Demo case segmented. Open the Viewer to explore it.")
+    if st.button("Load the demo case", type="primary"):
+        segment(ui.demo_case(), name="the demo case")
 
 with tab_folder:
     cases = ui.data_cases()
@@ -79,9 +79,9 @@ with tab_folder:
         if st.button("Load and segment this case", type="primary"):
             folder = ui.settings().data_dir / choice
             case = ui.load_safely(lambda: io.load_case(folder))
-            if segment(case):
-                st.success(f"Segmented {case.case_id}. Open the Viewer to explore it.")
+            segment(case)
 
+ui.show_notices()
 result = ui.current_result()
 if result is not None:
     seg = result.segmentation
@@ -99,5 +99,5 @@ if result is not None:
     if result.hgg_probability is not None:
         st.metric("Probability of high-grade glioma", f"{result.hgg_probability:.0%}")
         st.caption(CAVEAT)
-    st.page_link("pages/2_Viewer.py", label="Open the viewer", icon=":material/visibility:")
+    ui.page_link("pages/2_Viewer.py", label="Open the viewer", icon=":material/visibility:")
     st.caption(ui.LINK_NOTE)

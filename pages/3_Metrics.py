@@ -28,7 +28,7 @@ result = ui.current_result()
 st.subheader("Current case")
 if result is None:
     st.info("No case is loaded yet.")
-    st.page_link(ui.UPLOAD_PAGE, label="Go to Upload", icon=":material/upload:")
+    ui.page_link(ui.UPLOAD_PAGE, label="Go to Upload", icon=":material/upload:")
 else:
     case, seg = result.case, result.segmentation
     st.markdown(f"**{case.case_id}** · model `{seg.model_name}`")

@@ -169,7 +169,7 @@ def test_demo_case_through_every_page(server, browser, tmp_path):
     page.wait_for_url("**/Upload?tab=demo", timeout=60_000)
     _settle(page)
     page.get_by_role("button", name="Load the demo case").click(timeout=30_000)
-    page.get_by_text("Demo case segmented").wait_for(timeout=240_000)
+    page.get_by_text("Segmented the demo case").wait_for(timeout=240_000)
     # The case summary under the tabs (volumes, grade) is the last part of the page to render.
     page.get_by_text("Probability of high-grade glioma").wait_for(timeout=60_000)
     _no_exception(page)
@@ -223,6 +223,11 @@ def test_demo_case_through_every_page(server, browser, tmp_path):
             )
         _no_exception(page)
         page.screenshot(path=shots / f"{name.lower()}.png", full_page=True)
+    # One Back leaves a page: the links carry ?case=, so a move is one browser-history entry, not two.
+    page.go_back()
+    page.wait_for_url(re.compile(r"/Learn\?case="), timeout=60_000)
+    _settle(page)
+    page.get_by_text("How the shipped model was trained").wait_for(timeout=120_000)
     assert len(list(shots.glob("*.png"))) == 7
     assert not elsewhere, f"requests to other hosts: {elsewhere}"
 

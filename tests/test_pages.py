@@ -46,7 +46,7 @@ def demo_session() -> AppTest:
     at = page("pages/1_Upload.py").run()
     next(b for b in at.button if b.label == "Load the demo case").click().run()
     assert not at.exception
-    assert any("Demo case segmented" in s.value for s in at.success)
+    assert any("Segmented the demo case" in s.value for s in at.success)
     return at
 
 
