@@ -128,10 +128,6 @@ class RecentResults:
                 self._results.popitem(last=False)
         return token
 
-    def __contains__(self, token: str) -> bool:
-        with self._lock:
-            return token in self._results
-
     def get(self, token: str) -> CaseResult | None:
         """The result kept under a token, or None when there is none (any more)."""
         with self._lock:
@@ -165,9 +161,9 @@ def _make_current(token: str, result: CaseResult) -> None:
 def session_cases() -> dict[str, CaseResult]:
     """This session's results the server still holds, by token, oldest first."""
     store = recent_results()
-    held = [token for token in st.session_state.get(SESSION_CASES, []) if token in store]
-    st.session_state[SESSION_CASES] = held
-    return {token: result for token in held if (result := store.get(token)) is not None}
+    held = {t: result for t in st.session_state.get(SESSION_CASES, []) if (result := store.get(t)) is not None}
+    st.session_state[SESSION_CASES] = list(held)
+    return held
 
 
 def case_label(result: CaseResult) -> str:
@@ -214,7 +210,7 @@ def _case_from_url() -> str | None:
     """
     token = st.session_state.get(RESULT_TOKEN)
     if token is not None:
-        # Moving between pages drops the query string; put the token back for a reload.
+        # An address without it (typed in, or from before the case was loaded) gets it back for a reload.
         if st.query_params.get(CASE_PARAM) != token:
             st.query_params[CASE_PARAM] = token
         return None

@@ -8,6 +8,7 @@ import threading
 import time
 import tomllib
 
+import pytest
 from streamlit.testing.v1 import AppTest
 
 from neuroinsight import ui
@@ -20,6 +21,29 @@ def _upload_session(files) -> AppTest:
     return at
 
 
+@pytest.fixture
+def runtime_kept_between_runs(monkeypatch):
+    """Keep Streamlit's Runtime singleton for AppTests running at once (a harness limit, not the app's).
+
+    Each ``AppTest.run`` installs a Runtime stand-in and clears it when it ends. A page that reruns
+    itself (``ui.analyse`` does after segmenting) asks for the Runtime again, and would find none
+    if the other session's run had ended in between. A real server has one Runtime throughout.
+    """
+    from streamlit.runtime import Runtime
+
+    last: list[Runtime] = []
+
+    def instance(cls) -> Runtime:
+        if cls._instance is not None:
+            last[:] = [cls._instance]
+        if not last:
+            raise RuntimeError("Runtime hasn't been created!")
+        return last[0]
+
+    monkeypatch.setattr(Runtime, "instance", classmethod(instance))
+
+
+@pytest.mark.usefixtures("runtime_kept_between_runs")
 def test_two_sessions_segment_different_cases_at_once(phantom_data_dir, home, caplog):
     cases = {"ph2": phantom_data_dir / "ph2", "ph3": phantom_data_dir / "ph3"}
     sessions = {
