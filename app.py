@@ -61,8 +61,8 @@ if runs:
             for r in runs
         ]
     )
-    places = {"WT cm³": 2, "TC cm³": 2, "ET cm³": 2, "P(HGG)": 2, "Dice WT": 3}
-    st.dataframe(table, hide_index=True, width="stretch", column_config=ui.decimals(places))
+    formats = {"WT cm³": ".2f", "TC cm³": ".2f", "ET cm³": ".2f", "P(HGG)": ".2f", "Dice WT": ".3f"}
+    st.dataframe(table, hide_index=True, width="stretch", column_config=ui.number_formats(formats))
     if any(r.seen_in_training not in (None, "no") for r in runs):
         st.caption(
             '"model saw patient": training or validation means the model was fitted or selected on that '

@@ -388,21 +388,18 @@ def model_card() -> str | None:
     return re.sub(r"\[([^\]]+)\]\((?!https?:)[^)]+\)", r"\1", card.read_text(encoding="utf-8"))
 
 
-def decimals(places: dict[str, int]) -> dict:
-    """``st.dataframe`` column settings giving each named column a fixed number of decimals.
+def number_formats(formats: dict[str, str]) -> dict:
+    """``st.dataframe`` column settings showing each named column in a format spec (``".2f"``, ``"+.1f"``).
 
     Rounding the frame instead would show 51.1 under 113.58: pandas drops trailing zeros.
     """
-    return {name: st.column_config.NumberColumn(format=f"%.{n}f") for name, n in places.items()}
+    return {name: st.column_config.NumberColumn(format="%" + spec) for name, spec in formats.items()}
 
 
 def metric_table(table) -> None:
     """A metrics table (pandas; columns named as :data:`metrics.METRIC_LABELS` keys) with people's headers and
     each metric's precision (:data:`metrics.METRIC_FORMATS`), not pandas' mix of 3 to 6 digits."""
-    formats = {
-        label: st.column_config.NumberColumn(format="%" + metrics.METRIC_FORMATS[name])
-        for name, label in metrics.METRIC_LABELS.items()
-    }
+    formats = number_formats({label: metrics.METRIC_FORMATS[name] for name, label in metrics.METRIC_LABELS.items()})
     st.dataframe(table.rename(columns=metrics.METRIC_LABELS), hide_index=True, column_config=formats)
 
 

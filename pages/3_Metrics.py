@@ -36,7 +36,7 @@ else:
     volumes = pd.DataFrame({"region": list(result.volumes_ml), "predicted (cm³)": list(result.volumes_ml.values())})
     if case.label is not None:
         volumes["ground truth (cm³)"] = list(metrics.region_volumes_ml(case.label, case.spacing_mm).values())
-    st.dataframe(volumes, hide_index=True, column_config=ui.decimals(dict.fromkeys(volumes.columns[1:], 2)))
+    st.dataframe(volumes, hide_index=True, column_config=ui.number_formats(dict.fromkeys(volumes.columns[1:], ".2f")))
     if result.scores is None:
         st.info(
             "This case has no ground truth, so there is nothing to score against. Upload a label map with the scans."
