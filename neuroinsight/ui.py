@@ -167,9 +167,19 @@ def session_cases() -> dict[str, CaseResult]:
 
 
 def case_label(result: CaseResult) -> str:
-    """How the case switch names a result: the case, the model and whether flip TTA ran."""
+    """A result in full: the case, the model and whether flip TTA ran."""
     seg = result.segmentation
     return f"{result.case.case_id} · {seg.model_name}" + (" · flip TTA" if seg.uncertainty is not None else "")
+
+
+def case_labels(results: dict[str, CaseResult]) -> dict[str, str]:
+    """Token -> the case switch's short label: the case id, which the sidebar's width shows whole.
+
+    A case analysed more than once (another model, with or without TTA) keeps the full
+    :func:`case_label` so the entries stay distinguishable.
+    """
+    ids = [r.case.case_id for r in results.values()]
+    return {t: r.case.case_id if ids.count(r.case.case_id) == 1 else case_label(r) for t, r in results.items()}
 
 
 def page_link(page: str, label: str, icon: str, *, where=st, query_params: dict[str, str] | None = None) -> None:
@@ -190,14 +200,15 @@ def _case_switch() -> None:
     current = st.session_state.get(RESULT_TOKEN)
     if len(cases) < 2 or current not in cases:
         return
-    tokens = list(cases)
+    tokens, labels = list(cases), case_labels(cases)
     chosen = st.selectbox(
         "Current case",
         tokens,
         index=tokens.index(current),
-        format_func=lambda token: case_label(cases[token]),
+        format_func=labels.__getitem__,
         help=f"Cases segmented in this session, held until {KEPT_RESULTS} newer ones on this server replace them.",
     )
+    st.caption(case_label(cases[current]))  # the model and TTA, wrapped rather than cut off
     if chosen != current:
         _make_current(chosen, cases[chosen])
         st.rerun()  # the menu above was drawn with the previous case's links

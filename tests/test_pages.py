@@ -94,13 +94,24 @@ def test_the_sidebar_switches_between_the_sessions_cases(demo_session):
     at.session_state[ui.RESULT], at.session_state[ui.RESULT_TOKEN] = other, second
     at.run()
     switch = next(s for s in at.sidebar.selectbox if s.label == "Current case")
-    assert switch.options == [ui.case_label(demo), ui.case_label(other)] and switch.value == second
+    assert switch.options == [demo.case.case_id, "second_case"] and switch.value == second
+    assert ui.case_label(other) in [c.value for c in at.sidebar.caption]
     assert "second_case" in at.markdown[0].value
     switch.set_value(demo_session.query_params[ui.CASE_PARAM]).run()
     assert not at.exception
     assert at.session_state[ui.RESULT] is demo
     assert at.query_params[ui.CASE_PARAM] == demo_session.query_params[ui.CASE_PARAM]
     assert demo.case.case_id in at.markdown[0].value
+
+
+def test_case_labels_stay_short_unless_a_case_was_analysed_twice(demo_session):
+    demo = demo_session.session_state["result"]
+    again = replace(demo, segmentation=replace(demo.segmentation, model_name="attention_unet.keras"))
+    other = replace(demo, case=replace(demo.case, case_id="second_case"))
+    labels = ui.case_labels({"a": demo, "b": again, "c": other})
+    assert labels["c"] == "second_case"
+    assert labels["a"] == ui.case_label(demo) != labels["b"] == ui.case_label(again)
+    assert "attention_unet.keras" in labels["b"]
 
 
 def test_recent_results_keeps_the_latest_and_the_revisited():
