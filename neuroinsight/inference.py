@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import functools
 import json
 import logging
 import time
@@ -37,7 +38,9 @@ from neuroinsight.augmentation import PRESETS as AUGMENT_PRESETS
 from neuroinsight.config import DEFAULT_PRECISION
 from neuroinsight.errors import InputError
 from neuroinsight.io import MODALITIES, NO_CONTRAST_MODALITIES, Case
+from neuroinsight.metrics import BRATS_REGIONS
 from neuroinsight.preprocessing import (
+    CLASS_TO_LABEL,
     DECODINGS,
     HALF,
     N_CLASSES,
@@ -181,6 +184,23 @@ class Segmentation:
     def probabilities(self) -> NDArray[np.float32]:
         """Class probabilities ``(X, Y, Z, 4)`` on the full canonical grid (built on demand)."""
         return restore_probabilities(self.network_probabilities, self.prepared)  # type: ignore[arg-type]
+
+    @functools.cached_property
+    def region_probabilities(self) -> dict[str, NDArray[np.uint8]]:
+        """P(WT), P(TC), P(ET) per voxel on the canonical grid, in steps of 1/255, 0 outside the brain.
+
+        Each region's probability is the sum of its classes' (WT = NCR + ED + ET, ...), before
+        decoding and post-processing: it shows how sure the network was where :attr:`labels`
+        drew, or did not draw, a boundary. Built on first use (about 1 s for a BraTS case) and
+        kept: 3 bytes per voxel, a quarter of the float32 probabilities.
+        """
+        probs = self.probabilities
+        brain = self.prepared.canonical_brain  # type: ignore[union-attr]
+        regions = {}
+        for region, labels in BRATS_REGIONS.items():
+            summed = sum(probs[..., CLASS_TO_LABEL.index(label)] for label in labels)
+            regions[region] = np.where(brain, np.rint(np.clip(summed, 0, 1) * 255), 0).astype(np.uint8)
+        return regions
 
     def attention_slice(self, level: int, z: int) -> NDArray[np.float32]:
         """Attention coefficients of gate ``level`` (1 = finest) on axial slice ``z``, as ``(X, Y)``.

@@ -119,7 +119,7 @@ def error_map(
 
 
 def heat_overlay(gray: NDArray[np.uint8], values: NDArray, *, opacity: float = 0.5) -> NDArray[np.uint8]:
-    """A [0, 1] map (attention, uncertainty) in the JET colour map over a grey slice."""
+    """A [0, 1] map (attention, uncertainty, probability) in the JET colour map over a grey slice."""
     heat = cv2.applyColorMap((np.clip(values, 0, 1) * 255).astype(np.uint8), cv2.COLORMAP_JET)[..., ::-1]
     rgb = np.repeat(gray[..., None], 3, axis=-1).astype(np.float32)
     return ((1 - opacity) * rgb + opacity * heat).astype(np.uint8)
@@ -334,6 +334,24 @@ def _draw_uncertainty(view: SliceView) -> Drawn:
     return [(f"uncertainty · {view.title}", heat_overlay(view.gray, values, opacity=view.opacity))]
 
 
+def outline(mask: NDArray[np.bool_]) -> NDArray[np.bool_]:
+    """The pixels of ``mask`` that touch a pixel outside it (4-neighbourhood)."""
+    eroded = cv2.erode(mask.astype(np.uint8), np.array([[0, 1, 0], [1, 1, 1], [0, 1, 0]], np.uint8))
+    return mask & (eroded == 0)
+
+
+def _draw_probability(region: str) -> Callable[[SliceView], Drawn]:
+    def draw(view: SliceView) -> Drawn:
+        probability = view.result.segmentation.region_probabilities[region]
+        values = display_slice(probability, view.plane, view.index).astype(np.float32) / 255
+        rgb = heat_overlay(view.gray, values, opacity=view.opacity)
+        # The label's edge on the heat map: where the decision fell within the probabilities.
+        rgb[outline(np.isin(view.pred, BRATS_REGIONS[region]))] = 255
+        return [(f"probability {region} · {view.title} · white: predicted {region} outline", rgb)]
+
+    return draw
+
+
 @dataclass(frozen=True)
 class Layer:
     """One choice of the viewer's layer menu: what it needs, how it is drawn, which colours it uses.
@@ -369,6 +387,7 @@ LAYERS: dict[str, Layer] = {
         Layer("error map (WT)", tuple(ERROR_COLORS.items()), _draw_errors, needs_truth=True),
         *(Layer(f"attention gate {level}", (), _draw_gate(level), gate=level) for level in (1, 2, 3)),
         Layer("uncertainty", (), _draw_uncertainty, needs_uncertainty=True),
+        *(Layer(f"probability {region}", (), _draw_probability(region)) for region in BRATS_REGIONS),
     )
 }
 
@@ -434,7 +453,7 @@ def mask_rgb(mask: NDArray[np.bool_], frame_px: int = 2) -> NDArray[np.uint8]:
     return rgb
 
 
-#: What a heat-map layer (attention, uncertainty) shows instead of colour swatches.
+#: What a heat-map layer (attention, uncertainty, probability) shows instead of colour swatches.
 HEAT_SCALE = "Colour scale: blue = 0 (low), red = 1 (high)."
 
 

@@ -1,4 +1,4 @@
-"""Slice viewer: planes, overlays, ground truth, error map, attention, uncertainty, 3-D."""
+"""Slice viewer: planes, overlays, ground truth, error map, attention, uncertainty, region probabilities, 3-D."""
 
 from __future__ import annotations
 

@@ -91,6 +91,30 @@ def test_every_layer_draws_the_slice_and_unshowable_layers_fall_back_to_labels(t
         assert np.array_equal(rgb, viz.render_layers(bare, "flair", "axial", z, "labels")[0][1])
 
 
+def test_probability_layers_show_nested_region_probabilities_outlined_by_the_labels(tiny_model_path):
+    from neuroinsight.inference import TUNED_THRESHOLDS, Segmenter
+    from neuroinsight.pipeline import analyse_case
+
+    case = small_case(seed=5)
+    result = analyse_case(case, Segmenter.from_path(tiny_model_path, precision="float32"))
+    seg = result.segmentation
+    p = seg.region_probabilities
+    assert set(p) == {"WT", "TC", "ET"} and all(v.shape == case.shape and v.dtype == np.uint8 for v in p.values())
+    assert (p["ET"] <= p["TC"]).all() and (p["TC"] <= p["WT"]).all()  # the regions are nested
+    assert not any(v[~seg.brain].any() for v in p.values())
+    # Region decoding called tumor only where P(WT) passed its threshold (one step of rounding aside).
+    tumor = seg.labels > 0
+    assert tumor.any() and (p["WT"][tumor] >= TUNED_THRESHOLDS[0] * 255 - 1).all()
+    z = viz.largest_tumor_slice(seg.labels)
+    (caption, rgb), *rest = viz.render_layers(result, "flair", "axial", z, "probability WT")
+    assert caption.startswith("probability WT") and not rest
+    edge = viz.outline(viz.display_slice(seg.labels, "axial", z) > 0)
+    assert edge.any() and (rgb[edge] == 255).all()
+    square = np.zeros((5, 5), bool)
+    square[1:4, 1:4] = True
+    assert viz.outline(square).sum() == 8 and not viz.outline(square)[2, 2]
+
+
 def test_label_panels_are_framed_and_show_their_class_inside():
     """The teaching panels are binary masks; the grey frame keeps a mostly white one (background) apart
     from the white page, and inside the frame each panel is exactly its class."""
