@@ -398,8 +398,17 @@ class Segmenter:
         return combined
 
     def prepare(self, case: Case) -> PreparedVolume:
-        """The case's network input, preprocessed as this model was trained."""
-        return prepare_volume(case.images, self.preprocess, blank_missing=self.blank_missing)
+        """The case's network input, preprocessed as this model was trained.
+
+        Raises:
+            InputError: The case lacks a modality this model cannot do without.
+        """
+        try:
+            return prepare_volume(case.images, self.preprocess, blank_missing=self.blank_missing)
+        except InputError as err:
+            raise InputError(
+                f"{self.name} cannot segment {case.case_id}: {err} Use a model for its modalities."
+            ) from err
 
     def predict_slices(self, slices: NDArray[np.float32], *, attention: bool = False) -> list[NDArray[np.float32]]:
         """Forward ``(B, S, S, C)`` slices; returns ``[probs]`` or ``[probs, alpha_1, ...]``.

@@ -409,7 +409,8 @@ def prepare_volume(
     """
     missing = [m for m in config.modalities if m not in images]
     if missing and (not blank_missing or len(missing) == len(config.modalities)):
-        raise InputError(f"This model needs {', '.join(config.modalities)}; missing {', '.join(missing)}.")
+        names = ", ".join(m.upper() for m in config.modalities)
+        raise InputError(f"This model needs {names}; missing {', '.join(m.upper() for m in missing)}.")
     images = {name: to_plane(volume, config.plane) for name, volume in images.items()}
     with ThreadPoolExecutor(max_workers=2) as pool:
         brain = brain_mask(images, pool)

@@ -26,7 +26,7 @@ from neuroinsight import history, inference, io, metrics, phantom, viz
 from neuroinsight.config import Settings, resolve_settings
 from neuroinsight.errors import InputError
 from neuroinsight.grading import GradeModel, load_grade_model
-from neuroinsight.inference import DEFAULT_PRECISION, Segmenter, choose_models
+from neuroinsight.inference import DEFAULT_PRECISION, Segmenter, available_models, choose_models
 from neuroinsight.pipeline import CaseResult, analyse_case
 from neuroinsight.report import build_pdf, page_previews
 
@@ -306,10 +306,32 @@ def decoding_stages(result: CaseResult) -> dict:
     return st.session_state[DECODING]
 
 
-def segmenter_for(case: io.Case, *, ensemble: bool = False) -> Segmenter:
-    """The shipped model for the case's modalities, or with ``ensemble`` all that fit, averaged."""
-    paths = choose_models(settings().models_dir, case.modalities, ensemble=ensemble)
-    if ensemble and len(paths) == 1:
+#: The Upload page's model choices besides the shipped model files.
+AUTOMATIC, ENSEMBLE = "automatic", "ensemble"
+
+
+def model_choices() -> dict[str, str]:
+    """Choice -> label for the Upload page: automatic, the ensemble, then each shipped model file.
+
+    A named model lets a researcher run, say, the seed's two-channel model on a four-modality
+    case and compare it with the automatic choice (the sidebar's case switch holds both).
+    """
+    choices = {
+        AUTOMATIC: "Automatic: the four-modality model with all four modalities, else the two-channel one",
+        ENSEMBLE: "Ensemble: the four-modality and the two-channel model averaged (all four modalities)",
+    }
+    for path, needs in available_models(settings().models_dir):
+        choices[path.name] = f"{path.name} ({' + '.join(m.upper() for m in needs)})"
+    return choices
+
+
+def segmenter_for(case: io.Case, *, model: str = AUTOMATIC) -> Segmenter:
+    """The segmenter for ``model`` (a :func:`model_choices` key): a named file, the shipped model for
+    the case's modalities, or with ``ENSEMBLE`` all that fit, averaged."""
+    if model not in (AUTOMATIC, ENSEMBLE):
+        return get_segmenter(str(settings().models_dir / model))  # lacking modalities: its InputError says which
+    paths = choose_models(settings().models_dir, case.modalities, ensemble=model == ENSEMBLE)
+    if model == ENSEMBLE and len(paths) == 1:
         notify(
             "info",
             f"The ensemble needs all four modalities; {case.case_id} has {', '.join(case.modalities)}, so "
@@ -318,7 +340,7 @@ def segmenter_for(case: io.Case, *, ensemble: bool = False) -> Segmenter:
     return Segmenter.ensemble([get_segmenter(str(path)) for path in paths])
 
 
-def analyse(case: io.Case, *, tta: bool = False, ensemble: bool = False, name: str | None = None) -> None:
+def analyse(case: io.Case, *, tta: bool = False, model: str = AUTOMATIC, name: str | None = None) -> None:
     """Segment a case with a progress bar, keep the result in the session, record it in the history
     and rerun the page, which then says "Segmented NAME" (:func:`show_notices`; ``name`` defaults to
     the case id).
@@ -328,7 +350,7 @@ def analyse(case: io.Case, *, tta: bool = False, ensemble: bool = False, name: s
     result stays in place.
     """
     try:
-        segmenter = segmenter_for(case, ensemble=ensemble)
+        segmenter = segmenter_for(case, model=model)
         bar = st.progress(0.0, text=f"Segmenting {case.case_id}...")
 
         def report(done: int, total: int) -> None:

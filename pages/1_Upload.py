@@ -13,18 +13,22 @@ tta = st.toggle(
     "cross-validation, about twice the network time; adds an uncertainty map)",
     value=True,
 )
-ensemble = st.toggle(
-    "Ensemble: with all four modalities, average the four-modality and the two-channel model (better whole "
-    "tumor and core in cross-validation, about twice the network time; less robust to an uncorrected bias "
-    "field, see the model card)",
-    value=False,
+choices = ui.model_choices()
+model = st.selectbox(
+    "Model",
+    list(choices),
+    format_func=choices.__getitem__,
+    help="Automatic is what the model card measures for each set of modalities. The ensemble had better whole "
+    "tumor and core in cross-validation, takes about twice the network time and is less robust to an uncorrected "
+    "bias field (see the model card). A named model runs as chosen, for comparing models on the same case; it "
+    "needs the modalities in brackets.",
 )
 
 
 def segment(case, name: str | None = None) -> None:
     """Analyse a loaded case (None when loading failed) with the options above."""
     if case is not None:
-        ui.analyse(case, tta=tta, ensemble=ensemble, name=name)
+        ui.analyse(case, tta=tta, model=model, name=name)
 
 
 # The Home page's links open the tab they name (?tab=demo or ?tab=folder).

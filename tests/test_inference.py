@@ -170,7 +170,7 @@ def test_only_a_model_trained_with_modality_dropout_runs_without_a_modality(tiny
     case = small_case(seed=2)
     no_t2 = dataclasses.replace(case, images={m: v for m, v in case.images.items() if m != "t2"})
     assert not segmenter.blank_missing  # its JSON names no training augmentation
-    with pytest.raises(InputError, match="missing t2"):
+    with pytest.raises(InputError, match="missing T2"):
         segmenter.segment(no_t2)
     segmenter.info["train"] = {"augment": "moddrop"}
     assert trained_with_modality_dropout(segmenter.info)

@@ -312,9 +312,13 @@ def test_learn_page_with_a_case_shows_every_figure(demo_session):
     assert _crossval_marks(at) == []  # the last figure: the 12 held-out patients of the shipped model's recipe
 
 
-def test_upload_with_the_ensemble_toggle_runs_both_models():
+def _choose_model(at: AppTest, choice: str) -> None:
+    next(s for s in at.selectbox if s.label == "Model").set_value(choice).run()
+
+
+def test_upload_with_the_ensemble_choice_runs_both_models():
     at = page("pages/1_Upload.py").run()
-    next(t for t in at.toggle if t.label.startswith("Ensemble")).set_value(True).run()
+    _choose_model(at, ui.ENSEMBLE)
     next(b for b in at.button if b.label == "Load the demo case").click().run()
     assert not at.exception
     seg = at.session_state["result"].segmentation
@@ -332,6 +336,31 @@ def test_upload_with_the_ensemble_toggle_runs_both_models():
     metrics.run()  # the ensemble's own cross-validated patients, with the case among them
     assert metrics.selectbox[0].value == "ensemble led by attention_unet_4mod.keras"
     assert _crossval_marks(metrics) == ["current case"]
+
+
+def test_upload_runs_the_model_named_and_refuses_one_the_case_cannot_feed(phantom_dir):
+    at = page("pages/1_Upload.py").run()
+    assert list(next(s for s in at.selectbox if s.label == "Model").options)[:2] == [
+        ui.model_choices()[ui.AUTOMATIC],
+        ui.model_choices()[ui.ENSEMBLE],
+    ]
+    _choose_model(at, "attention_unet.keras")  # the seed's two channels, though the demo has all four
+    next(b for b in at.button if b.label == "Load the demo case").click().run()
+    assert not at.exception
+    kept = at.session_state["result"]
+    assert kept.segmentation.model_name == "attention_unet.keras"
+    assert kept.segmentation.modalities == ("t1ce", "flair")
+    # The four-modality model on a case of T1ce and FLAIR only: a clear error, the current case kept.
+    _choose_model(at, "attention_unet_4mod.keras")
+    _upload(
+        at,
+        [(p.name, p.read_bytes()) for p in sorted(phantom_dir.glob("*_t1ce.nii.gz"))]
+        + [(p.name, p.read_bytes()) for p in sorted(phantom_dir.glob("*_flair.nii.gz"))],
+    )
+    assert not at.exception
+    (error,) = [e.value for e in at.error]
+    assert "attention_unet_4mod.keras cannot segment phantom_1" in error and "missing T1, T2" in error
+    assert at.session_state["result"] is kept
 
 
 @pytest.fixture
