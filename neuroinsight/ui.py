@@ -173,13 +173,25 @@ def case_label(result: CaseResult) -> str:
 
 
 def case_labels(results: dict[str, CaseResult]) -> dict[str, str]:
-    """Token -> the case switch's short label: the case id, which the sidebar's width shows whole.
-
-    A case analysed more than once (another model, with or without TTA) keeps the full
-    :func:`case_label` so the entries stay distinguishable.
+    """Token -> the case switch's short label, which the sidebar's width shows whole: the case id,
+    and for a case analysed more than once the model (``4-mod``, ``2-mod``, ``ensemble``) and,
+    if that still leaves two alike, whether flip TTA ran. :func:`case_label` spells it out.
     """
-    ids = [r.case.case_id for r in results.values()]
-    return {t: r.case.case_id if ids.count(r.case.case_id) == 1 else case_label(r) for t, r in results.items()}
+
+    def model(result: CaseResult) -> str:
+        seg = result.segmentation
+        return "ensemble" if " + " in seg.model_name else f"{len(seg.modalities)}-mod"
+
+    def tta(result: CaseResult) -> str:
+        return "TTA" if result.segmentation.uncertainty is not None else "no TTA"
+
+    labels = {t: r.case.case_id for t, r in results.items()}
+    for detail in (model, tta):
+        alike = [labels[t] for t in results]
+        labels = {
+            t: f"{labels[t]} · {detail(r)}" if alike.count(labels[t]) > 1 else labels[t] for t, r in results.items()
+        }
+    return labels
 
 
 def page_link(page: str, label: str, icon: str, *, where=st, query_params: dict[str, str] | None = None) -> None:

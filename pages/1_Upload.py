@@ -90,8 +90,9 @@ result = ui.current_result()
 if result is not None:
     seg = result.segmentation
     st.divider()
+    read = " + ".join(m.upper() for m in seg.modalities)
     st.markdown(
-        f"**Current case {result.case.case_id}** · model `{seg.model_name}` ({' + '.join(seg.modalities)}) · "
+        f"**Current case {result.case.case_id}** · model `{seg.model_name}` ({read}) · "
         f"{seg.seconds:.1f} s · shape {result.case.shape} · spacing "
         f"{' x '.join(f'{s:.3g}' for s in result.case.spacing_mm)} mm"
     )

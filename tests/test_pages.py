@@ -106,12 +106,19 @@ def test_the_sidebar_switches_between_the_sessions_cases(demo_session):
 
 def test_case_labels_stay_short_unless_a_case_was_analysed_twice(demo_session):
     demo = demo_session.session_state["result"]
-    again = replace(demo, segmentation=replace(demo.segmentation, model_name="attention_unet.keras"))
+    two = replace(demo.segmentation, model_name="attention_unet.keras", modalities=("t1ce", "flair"))
+    seed = replace(demo, segmentation=two)
+    seed_no_tta = replace(demo, segmentation=replace(two, uncertainty=None))
     other = replace(demo, case=replace(demo.case, case_id="second_case"))
-    labels = ui.case_labels({"a": demo, "b": again, "c": other})
-    assert labels["c"] == "second_case"
-    assert labels["a"] == ui.case_label(demo) != labels["b"] == ui.case_label(again)
-    assert "attention_unet.keras" in labels["b"]
+    case_id = demo.case.case_id
+    assert ui.case_labels({"a": demo, "c": other}) == {"a": case_id, "c": "second_case"}
+    assert ui.case_labels({"a": demo, "b": seed, "c": other}) == {
+        "a": f"{case_id} · 4-mod",
+        "b": f"{case_id} · 2-mod",
+        "c": "second_case",
+    }
+    labels = ui.case_labels({"a": demo, "b": seed, "d": seed_no_tta})
+    assert labels == {"a": f"{case_id} · 4-mod", "b": f"{case_id} · 2-mod · TTA", "d": f"{case_id} · 2-mod · no TTA"}
 
 
 def test_recent_results_keeps_the_latest_and_the_revisited():
