@@ -103,7 +103,8 @@ if model_path.exists():
             "class. NeuroInsight instead decides the nested BraTS regions in turn (whole tumor, then core within it, "
             "then enhancing tumor within that) with thresholds chosen by cross-validation, keeps the largest tumor "
             "component, and relabels as edema any core island under 30 % of the largest one. Each step below is "
-            "measured in the model card; the last panel is the segmentation shown everywhere else."
+            "measured in the model card; the last panel is the segmentation shown everywhere else. The Viewer's "
+            "probability layers show each region's probability on any slice, with the decided outline on it."
         )
         show(viz.decoding_panel(case, ui.decoding_stages(result), z), columns=4)
     else:
