@@ -122,7 +122,7 @@ def test_blank_missing_gives_a_missing_modality_a_zero_channel(missing):
     images = small_case(seed=3).images
     full = pp.prepare_volume(images, config)
     partial = {m: v for m, v in images.items() if m != missing}
-    with pytest.raises(InputError, match=f"missing {missing}"):
+    with pytest.raises(InputError, match=f"missing {missing.upper()}"):
         pp.prepare_volume(partial, config)
     blanked = pp.prepare_volume(partial, config, blank_missing=True)
     gone = config.modalities.index(missing)
