@@ -118,6 +118,24 @@ def score_rows(case_id: str, scores: dict[str, RegionScores], model: str, **colu
     ]
 
 
+def comparison_rows(results: Sequence[CaseResult]) -> list[dict[str, object]]:
+    """One row per scored analysis of a case (another model, TTA on or off): model, TTA, Dice and
+    HD95 per BraTS region, seconds and whether the model saw the patient in training, so analyses
+    of the same scans compare side by side."""
+    rows = []
+    for result in results:
+        if result.scores is None:
+            continue
+        seg = result.segmentation
+        row: dict[str, object] = {"model": seg.model_name, "flip TTA": seg.uncertainty is not None}
+        row.update({f"Dice {region}": s.dice for region, s in result.scores.items()})
+        row.update({f"HD95 {region} (mm)": s.hd95_mm for region, s in result.scores.items()})
+        row["seconds"] = seg.seconds
+        row["model saw patient"] = result.seen_in_training  # a model's own training patient flatters it
+        rows.append(row)
+    return rows
+
+
 def rows_to_csv(rows: Sequence[dict[str, object]], extra_columns: Sequence[str] = ()) -> str:
     """Metric rows as CSV text (header: extra columns, case, model, region, metrics, any other keys)."""
     buffer = _io.StringIO()

@@ -166,6 +166,12 @@ def session_cases() -> dict[str, CaseResult]:
     return held
 
 
+def analyses_of(result: CaseResult) -> list[CaseResult]:
+    """This session's held results of the same scans as ``result`` (same case id and grid), oldest first."""
+    case = result.case
+    return [r for r in session_cases().values() if r.case.case_id == case.case_id and r.case.shape == case.shape]
+
+
 def case_label(result: CaseResult) -> str:
     """A result in full: the case, the model and whether flip TTA ran."""
     seg = result.segmentation

@@ -14,6 +14,7 @@ from neuroinsight.inference import (
     seen_patient_note,
 )
 from neuroinsight.pipeline import (
+    comparison_rows,
     crossval_marks,
     evaluate_folder,
     held_out_comparison,
@@ -57,6 +58,19 @@ else:
         right.markdown("Label confusion (voxels; rows = ground truth)")
         matrix = metrics.confusion_matrix(seg.labels, case.label)
         right.plotly_chart(viz.confusion_figure(matrix, ["background", "NCR", "ED", "ET"]), key="confusion")
+        analyses = ui.analyses_of(result)
+        if len(analyses) > 1:
+            st.markdown(f"Analyses of {case.case_id} in this session")
+            compared = pd.DataFrame(comparison_rows(analyses))
+            formats = {
+                c: ".3f" if c.startswith("Dice") else ".1f" for c in compared.columns if c[:4] in ("Dice", "HD95")
+            }
+            formats["seconds"] = ".1f"
+            st.dataframe(compared, hide_index=True, column_config=ui.number_formats(formats))
+            st.caption(
+                "The same scans segmented with another model or TTA setting (Upload page); the sidebar's "
+                "Current case switches between them."
+            )
 
 st.subheader("Accuracy on patients the model never saw")
 choices = crossval_choices(ui.settings().models_dir)

@@ -121,6 +121,27 @@ def test_case_labels_stay_short_unless_a_case_was_analysed_twice(demo_session):
     assert labels == {"a": f"{case_id} · 4-mod", "b": f"{case_id} · 2-mod · TTA", "d": f"{case_id} · 2-mod · no TTA"}
 
 
+def test_metrics_compares_the_analyses_of_one_case(demo_session):
+    demo = demo_session.session_state["result"]
+    at = page("pages/3_Metrics.py")
+    at.query_params[ui.CASE_PARAM] = demo_session.query_params[ui.CASE_PARAM]
+    at.run()
+    assert not [m for m in at.markdown if m.value.startswith("Analyses of")]  # one analysis: nothing to compare
+    # The same scans again with the two-channel model and no TTA, and another case that must stay out.
+    seed = replace(demo, segmentation=replace(demo.segmentation, model_name="attention_unet.keras", uncertainty=None))
+    other = replace(demo, case=replace(demo.case, case_id="second_case"))
+    tokens = [ui.recent_results().add(r) for r in (seed, other)]
+    at.session_state[ui.SESSION_CASES] = [*at.session_state[ui.SESSION_CASES], *tokens]
+    at.run()
+    assert not at.exception
+    assert any(m.value == f"Analyses of {demo.case.case_id} in this session" for m in at.markdown)
+    (table,) = [d.value for d in at.dataframe if "flip TTA" in d.value.columns]
+    assert list(table["model"]) == [demo.segmentation.model_name, "attention_unet.keras"]
+    assert list(table["flip TTA"]) == [True, False]
+    assert table["Dice WT"].iloc[0] == pytest.approx(demo.scores["WT"].dice)
+    assert list(table["model saw patient"]) == [demo.seen_in_training] * 2
+
+
 def test_recent_results_keeps_the_latest_and_the_revisited():
     store = ui.RecentResults(2)
     first, second = object(), object()
