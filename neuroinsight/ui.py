@@ -166,16 +166,23 @@ def session_cases() -> dict[str, CaseResult]:
     return held
 
 
-def analyses_of(result: CaseResult) -> list[CaseResult]:
-    """This session's held results of the same scans as ``result`` (same case id and grid), oldest first."""
+def analyses_of(result: CaseResult) -> dict[str, CaseResult]:
+    """This session's held results of the same scans as ``result`` (same case id and grid), by token,
+    oldest first; ``result`` among them."""
     case = result.case
-    return [r for r in session_cases().values() if r.case.case_id == case.case_id and r.case.shape == case.shape]
+    held = session_cases().items()
+    return {t: r for t, r in held if r.case.case_id == case.case_id and r.case.shape == case.shape}
+
+
+def analysis_label(result: CaseResult) -> str:
+    """What ran: the model and whether flip TTA did."""
+    seg = result.segmentation
+    return seg.model_name + (" · flip TTA" if seg.uncertainty is not None else "")
 
 
 def case_label(result: CaseResult) -> str:
     """A result in full: the case, the model and whether flip TTA ran."""
-    seg = result.segmentation
-    return f"{result.case.case_id} · {seg.model_name}" + (" · flip TTA" if seg.uncertainty is not None else "")
+    return f"{result.case.case_id} · {analysis_label(result)}"
 
 
 def case_labels(results: dict[str, CaseResult]) -> dict[str, str]:

@@ -439,6 +439,27 @@ def render_layers(
     return chosen.draw(view)
 
 
+def render_comparison(
+    result: CaseResult,
+    other: CaseResult,
+    names: tuple[str, str],
+    modality: str,
+    plane: str,
+    index: int,
+    layer: str,
+    **options,
+) -> Drawn:
+    """:func:`render_layers` of ``result`` and, beside it, the labels of ``other``, an analysis of the
+    same scans by another model or TTA setting; ``names`` (``result``'s, ``other``'s) lead the captions."""
+    mine = render_layers(result, modality, plane, index, layer, **options)
+    theirs = render_layers(other, modality, plane, index, "labels", **options)
+    return [
+        (f"{name} · {caption}", rgb)
+        for name, drawn in zip(names, (mine, theirs), strict=True)
+        for caption, rgb in drawn
+    ]
+
+
 def gray_rgb(gray: NDArray[np.uint8]) -> NDArray[np.uint8]:
     """A grey slice as RGB."""
     return np.repeat(gray[..., None], 3, axis=-1)

@@ -1,4 +1,5 @@
-"""Slice viewer: planes, overlays, ground truth, error map, attention, uncertainty, region probabilities, 3-D."""
+"""Slice viewer: planes, overlays, ground truth, error map, attention, uncertainty, region probabilities,
+another analysis of the case beside, 3-D."""
 
 from __future__ import annotations
 
@@ -24,6 +25,16 @@ with controls:
     ]
     layers = viz.available_layers(has_truth=case.label is not None, has_uncertainty=seg.uncertainty is not None)
     layer = st.radio("Layer", layers)
+    others = {t: r for t, r in ui.analyses_of(result).items() if r is not result}
+    other = None
+    if others:  # the same scans segmented again (Upload page's model or TTA choice)
+        chosen = st.selectbox(
+            "Compare with",
+            [None, *others],
+            format_func=lambda t: "nothing" if t is None else ui.analysis_label(others[t]),
+            help="Another analysis of this case in this session: its labels beside the layer shown here.",
+        )
+        other = others.get(chosen)
     members = result.model_info.get("ensemble")
     if members and viz.LAYERS[layer].gate is not None:
         st.caption(f"Ensemble: these are the gates of {members[0]['model']}, the first of its models.")
@@ -40,10 +51,16 @@ def slice_view() -> None:
     if st.button("Jump to the largest tumor slice"):
         st.session_state[key] = viz.largest_tumor_slice(seg.labels, plane)
     index = st.slider("Slice", 0, case.shape[axis] - 1, key=key)
-    images = viz.render_layers(result, modality, plane, index, layer, opacity=opacity, visible=visible)
+    options = {"opacity": opacity, "visible": visible}
+    if other is None:
+        images = viz.render_layers(result, modality, plane, index, layer, **options)
+    else:
+        names = (ui.analysis_label(result), ui.analysis_label(other))
+        images = viz.render_comparison(result, other, names, modality, plane, index, layer, **options)
     columns = st.columns(len(images))
-    for column, (caption, rgb) in zip(columns, images, strict=True):
-        column.plotly_chart(viz.image_figure(rgb), config={"displayModeBar": False}, key=f"img_{caption}")
+    for i, (column, (caption, rgb)) in enumerate(zip(columns, images, strict=True)):
+        # The position too: two analyses run alike (same model and TTA) give the same caption.
+        column.plotly_chart(viz.image_figure(rgb), config={"displayModeBar": False}, key=f"img_{i}_{caption}")
         column.caption(caption)
 
 

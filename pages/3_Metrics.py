@@ -61,7 +61,7 @@ else:
         analyses = ui.analyses_of(result)
         if len(analyses) > 1:
             st.markdown(f"Analyses of {case.case_id} in this session")
-            compared = pd.DataFrame(comparison_rows(analyses))
+            compared = pd.DataFrame(comparison_rows(list(analyses.values())))
             formats = {
                 c: ".3f" if c.startswith("Dice") else ".1f" for c in compared.columns if c[:4] in ("Dice", "HD95")
             }

@@ -142,6 +142,29 @@ def test_metrics_compares_the_analyses_of_one_case(demo_session):
     assert list(table["model saw patient"]) == [demo.seen_in_training] * 2
 
 
+def test_viewer_shows_another_analysis_of_the_case_beside(demo_session):
+    demo = demo_session.session_state["result"]
+    at = _with_result("pages/2_Viewer.py", demo_session)
+    assert not [s for s in at.selectbox if s.label == "Compare with"]  # one analysis: nothing to compare
+    # The same scans again with identical settings: the captions alike, the images still both shown.
+    again = replace(demo, segmentation=replace(demo.segmentation))
+    token = ui.recent_results().add(again)
+    at.session_state[ui.SESSION_CASES] = [*at.session_state.get(ui.SESSION_CASES, []), token]
+    at.session_state[ui.RESULT_TOKEN] = demo_session.query_params[ui.CASE_PARAM]
+    at.run()
+    compare = next(s for s in at.selectbox if s.label == "Compare with")
+    compare.set_value(token).run()
+    assert not at.exception
+    captions = [c.value for c in at.caption if " · prediction · " in c.value]
+    assert captions == [f"{ui.analysis_label(demo)} · prediction · FLAIR axial {at.slider[-1].value}"] * 2
+    next(r for r in at.radio if r.label == "Layer").set_value("error map (WT)").run()
+    assert not at.exception
+    assert [c.value.split(" · ")[2] for c in at.caption if c.value.startswith(ui.analysis_label(demo))] == [
+        "WT errors",
+        "prediction",
+    ]
+
+
 def test_recent_results_keeps_the_latest_and_the_revisited():
     store = ui.RecentResults(2)
     first, second = object(), object()
