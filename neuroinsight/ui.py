@@ -167,11 +167,12 @@ def session_cases() -> dict[str, CaseResult]:
 
 
 def analyses_of(result: CaseResult) -> dict[str, CaseResult]:
-    """This session's held results of the same scans as ``result`` (same case id and grid), by token,
-    oldest first; ``result`` among them."""
+    """This session's held results of the same scans as ``result`` (same case id and FLAIR voxels), by
+    token, oldest first; ``result`` among them. The voxels too: uploads named ``t1.nii.gz`` and so on
+    take their case id from a folder name, which two patients can share."""
     case = result.case
     held = session_cases().items()
-    return {t: r for t, r in held if r.case.case_id == case.case_id and r.case.shape == case.shape}
+    return {t: r for t, r in held if r.case.case_id == case.case_id and r.case.fingerprint == case.fingerprint}
 
 
 def analysis_label(result: CaseResult) -> str:

@@ -127,10 +127,13 @@ def test_metrics_compares_the_analyses_of_one_case(demo_session):
     at.query_params[ui.CASE_PARAM] = demo_session.query_params[ui.CASE_PARAM]
     at.run()
     assert not [m for m in at.markdown if m.value.startswith("Analyses of")]  # one analysis: nothing to compare
-    # The same scans again with the two-channel model and no TTA, and another case that must stay out.
+    # The same scans again with the two-channel model and no TTA; another case, and another patient
+    # under the same name (uploads named t1.nii.gz, ... take a folder's name), must stay out.
     seed = replace(demo, segmentation=replace(demo.segmentation, model_name="attention_unet.keras", uncertainty=None))
     other = replace(demo, case=replace(demo.case, case_id="second_case"))
-    tokens = [ui.recent_results().add(r) for r in (seed, other)]
+    flair = demo.case.images["flair"][::-1].copy()
+    namesake = replace(demo, case=replace(demo.case, images={**demo.case.images, "flair": flair}))
+    tokens = [ui.recent_results().add(r) for r in (seed, other, namesake)]
     at.session_state[ui.SESSION_CASES] = [*at.session_state[ui.SESSION_CASES], *tokens]
     at.run()
     assert not at.exception
