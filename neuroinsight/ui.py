@@ -39,7 +39,8 @@ RESULT_TOKEN = "result_token"
 SESSION_CASES = "session_cases"
 CASE_PARAM = "case"
 #: Results the server keeps for a reloaded page. Each holds its scans and outputs: 201 MB for a
-#: four-modality BraTS case (Brats18_CBICA_AQN_1 with flip TTA), so four cost under 1 GB.
+#: four-modality BraTS case (Brats18_CBICA_AQN_1 with flip TTA), 27 MB more once the Viewer has
+#: shown its probability layers (3 bytes a voxel), so four cost under 1 GB.
 KEPT_RESULTS = 4
 LINK_NOTE = (
     "The page address now carries this case: a reload, a bookmark or the address shared with someone using this "
