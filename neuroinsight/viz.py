@@ -36,6 +36,12 @@ ERROR_COLORS: dict[str, RGB] = {
     "false positive": (230, 57, 70),
     "false negative": (52, 152, 219),
 }
+#: Two analyses of one case compared (:func:`difference_map`), in colours none of the labels use.
+DIFFERENCE_COLORS: dict[str, RGB] = {
+    "tumor in this analysis only": (214, 39, 160),
+    "tumor in the other only": (52, 152, 219),
+    "tumor in both, another label": (255, 140, 0),
+}
 
 
 def hex_color(rgb: RGB) -> str:
@@ -107,15 +113,34 @@ def app_icon(size: int = 64) -> NDArray[np.uint8]:
     return np.dstack([rgb, np.where(brain, 255, 0).astype(np.uint8)])  # transparent outside the brain
 
 
+def _paint(
+    gray: NDArray[np.uint8], masks: Mapping[str, NDArray[np.bool_]], colors: Mapping[str, RGB], opacity: float
+) -> NDArray[np.uint8]:
+    """Each named mask blended in its colour over a grey slice."""
+    rgb = np.repeat(gray[..., None], 3, axis=-1).astype(np.float32)
+    for name, mask in masks.items():
+        rgb[mask] = (1 - opacity) * rgb[mask] + opacity * np.array(colors[name], dtype=np.float32)
+    return rgb.astype(np.uint8)
+
+
 def error_map(
     gray: NDArray[np.uint8], pred: NDArray[np.bool_], ref: NDArray[np.bool_], *, opacity: float = 0.6
 ) -> NDArray[np.uint8]:
     """True positives, false positives and false negatives of one region on a grey slice."""
-    rgb = np.repeat(gray[..., None], 3, axis=-1).astype(np.float32)
     masks = {"true positive": pred & ref, "false positive": pred & ~ref, "false negative": ~pred & ref}
-    for name, mask in masks.items():
-        rgb[mask] = (1 - opacity) * rgb[mask] + opacity * np.array(ERROR_COLORS[name], dtype=np.float32)
-    return rgb.astype(np.uint8)
+    return _paint(gray, masks, ERROR_COLORS, opacity)
+
+
+def difference_map(
+    gray: NDArray[np.uint8], mine: NDArray, theirs: NDArray, *, opacity: float = 0.6
+) -> NDArray[np.uint8]:
+    """Where two label maps of one slice differ (:data:`DIFFERENCE_COLORS`); where they agree, grey."""
+    masks = {
+        "tumor in this analysis only": (mine > 0) & (theirs == 0),
+        "tumor in the other only": (mine == 0) & (theirs > 0),
+        "tumor in both, another label": (mine > 0) & (theirs > 0) & (mine != theirs),
+    }
+    return _paint(gray, masks, DIFFERENCE_COLORS, opacity)
 
 
 def heat_overlay(gray: NDArray[np.uint8], values: NDArray, *, opacity: float = 0.5) -> NDArray[np.uint8]:
@@ -408,6 +433,8 @@ def render_layers(
     *,
     opacity: float = 0.45,
     visible: Iterable[int] = (1, 2, 4),
+    other: CaseResult | None = None,
+    names: tuple[str, str] = ("", ""),
 ) -> Drawn:
     """The image(s) the viewer shows for one slice: ``[(caption, rgb), ...]``.
 
@@ -419,6 +446,9 @@ def render_layers(
         layer: A name from ``LAYERS``; a layer the case cannot show falls back to ``labels``.
         opacity: Overlay opacity.
         visible: Labels drawn in the label overlays.
+        other: Another analysis of the same scans (another model or TTA setting): its labels and
+            where they differ from ``result``'s follow the layer.
+        names: ``result``'s and ``other``'s names, leading the captions when comparing.
     """
     case, seg = result.case, result.segmentation
     low, high = result.display_window(modality)
@@ -436,27 +466,14 @@ def render_layers(
     chosen = LAYERS[layer]
     if not chosen.shows(has_truth=case.label is not None, has_uncertainty=seg.uncertainty is not None):
         chosen = LAYERS["labels"]
-    return chosen.draw(view)
-
-
-def render_comparison(
-    result: CaseResult,
-    other: CaseResult,
-    names: tuple[str, str],
-    modality: str,
-    plane: str,
-    index: int,
-    layer: str,
-    **options,
-) -> Drawn:
-    """:func:`render_layers` of ``result`` and, beside it, the labels of ``other``, an analysis of the
-    same scans by another model or TTA setting; ``names`` (``result``'s, ``other``'s) lead the captions."""
-    mine = render_layers(result, modality, plane, index, layer, **options)
-    theirs = render_layers(other, modality, plane, index, "labels", **options)
+    drawn = chosen.draw(view)
+    if other is None:
+        return drawn
+    theirs = display_slice(other.segmentation.labels, plane, index)
     return [
-        (f"{name} · {caption}", rgb)
-        for name, drawn in zip(names, (mine, theirs), strict=True)
-        for caption, rgb in drawn
+        *((f"{names[0]} · {caption}", rgb) for caption, rgb in drawn),
+        (f"{names[1]} · prediction · {view.title}", view.labels(theirs)),
+        (f"differences · {view.title}", difference_map(view.gray, view.pred, theirs, opacity=opacity)),
     ]
 
 

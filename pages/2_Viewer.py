@@ -32,7 +32,8 @@ with controls:
             "Compare with",
             [None, *others],
             format_func=lambda t: "nothing" if t is None else ui.analysis_label(others[t]),
-            help="Another analysis of this case in this session: its labels beside the layer shown here.",
+            help="Another analysis of this case in this session: its labels beside the layer shown here, then "
+            "where the two differ.",
         )
         other = others.get(chosen)
     members = result.model_info.get("ensemble")
@@ -51,12 +52,10 @@ def slice_view() -> None:
     if st.button("Jump to the largest tumor slice"):
         st.session_state[key] = viz.largest_tumor_slice(seg.labels, plane)
     index = st.slider("Slice", 0, case.shape[axis] - 1, key=key)
-    options = {"opacity": opacity, "visible": visible}
-    if other is None:
-        images = viz.render_layers(result, modality, plane, index, layer, **options)
-    else:
-        names = (ui.analysis_label(result), ui.analysis_label(other))
-        images = viz.render_comparison(result, other, names, modality, plane, index, layer, **options)
+    names = (ui.analysis_label(result), "" if other is None else ui.analysis_label(other))
+    images = viz.render_layers(
+        result, modality, plane, index, layer, opacity=opacity, visible=visible, other=other, names=names
+    )
     columns = st.columns(len(images))
     for i, (column, (caption, rgb)) in enumerate(zip(columns, images, strict=True)):
         # The position too: two analyses run alike (same model and TTA) give the same caption.
@@ -66,11 +65,12 @@ def slice_view() -> None:
 
 with view:
     slice_view()
-    # Below the fragment: the legend depends on the layer only, so a slider move need not resend it.
-    legend = viz.legend_entries(layer)
+    # Below the fragment: the legend depends on the layer and the comparison, not the slice, so a slider
+    # move need not resend it.
+    legend = viz.legend_entries(layer) + (list(viz.DIFFERENCE_COLORS.items()) if other is not None else [])
     if legend:
         st.plotly_chart(viz.legend_figure(legend), config={"staticPlot": True}, key="legend")
-    else:
+    if not viz.legend_entries(layer):
         st.caption(viz.HEAT_SCALE)
 
 # A toggle, not an expander: a collapsed expander's content still runs (marching cubes) and is sent

@@ -160,12 +160,12 @@ def test_viewer_shows_another_analysis_of_the_case_beside(demo_session):
     assert not at.exception
     captions = [c.value for c in at.caption if " · prediction · " in c.value]
     assert captions == [f"{ui.analysis_label(demo)} · prediction · FLAIR axial {at.slider[-1].value}"] * 2
+    assert any(c.value.startswith("differences · ") for c in at.caption)
     next(r for r in at.radio if r.label == "Layer").set_value("error map (WT)").run()
     assert not at.exception
-    assert [c.value.split(" · ")[2] for c in at.caption if c.value.startswith(ui.analysis_label(demo))] == [
-        "WT errors",
-        "prediction",
-    ]
+    label = ui.analysis_label(demo)
+    shown = [c.value.removeprefix(f"{label} · ").split(" · ")[0] for c in at.caption if c.value.startswith(label)]
+    assert shown == ["WT errors", "prediction"]
 
 
 def test_recent_results_keeps_the_latest_and_the_revisited():

@@ -35,6 +35,17 @@ def test_error_legend_shows_the_colours_drawn_on_the_slice():
         assert swatches[name] == f"#{r:02x}{g:02x}{b:02x}", name
 
 
+def test_difference_map_colours_where_two_analyses_disagree():
+    mine = np.array([[2], [0], [1], [4], [0]])
+    theirs = np.array([[0], [2], [4], [4], [0]])
+    drawn = viz.difference_map(np.zeros((5, 1), np.uint8), mine, theirs, opacity=1.0)[:, 0]
+    for (r, g, b), name in zip(drawn[:3], viz.DIFFERENCE_COLORS, strict=True):
+        assert viz.hex_color((r, g, b)) == viz.hex_color(viz.DIFFERENCE_COLORS[name]), name
+    assert not drawn[3:].any()  # agreement (same label, or both background) stays grey
+    label_colours = {rgb for _, rgb in viz.LABEL_COLORS.values()}
+    assert not label_colours & set(viz.DIFFERENCE_COLORS.values())
+
+
 def test_heat_map_layers_get_a_colour_scale_instead_of_swatches():
     assert viz.legend_entries("uncertainty") == []
     assert viz.legend_entries("attention gate 2") == []
