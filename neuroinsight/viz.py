@@ -36,10 +36,11 @@ ERROR_COLORS: dict[str, RGB] = {
     "false positive": (230, 57, 70),
     "false negative": (52, 152, 219),
 }
-#: Two analyses of one case compared (:func:`difference_map`), in colours none of the labels use.
+#: Two analyses of one case compared (:func:`difference_map`), in colours neither the labels nor the
+#: error map use (the comparison shows beside either).
 DIFFERENCE_COLORS: dict[str, RGB] = {
     "tumor in this analysis only": (214, 39, 160),
-    "tumor in the other only": (52, 152, 219),
+    "tumor in the other only": (23, 190, 207),
     "tumor in both, another label": (255, 140, 0),
 }
 

@@ -42,8 +42,8 @@ def test_difference_map_colours_where_two_analyses_disagree():
     for (r, g, b), name in zip(drawn[:3], viz.DIFFERENCE_COLORS, strict=True):
         assert viz.hex_color((r, g, b)) == viz.hex_color(viz.DIFFERENCE_COLORS[name]), name
     assert not drawn[3:].any()  # agreement (same label, or both background) stays grey
-    label_colours = {rgb for _, rgb in viz.LABEL_COLORS.values()}
-    assert not label_colours & set(viz.DIFFERENCE_COLORS.values())
+    shown_beside = {rgb for _, rgb in viz.LABEL_COLORS.values()} | set(viz.ERROR_COLORS.values())
+    assert not shown_beside & set(viz.DIFFERENCE_COLORS.values())
 
 
 def test_heat_map_layers_get_a_colour_scale_instead_of_swatches():
