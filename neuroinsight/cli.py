@@ -394,7 +394,7 @@ def _run_segment(args: argparse.Namespace) -> int:
         io.save_volume(seg.probabilities.astype(np.float32), case, args.probabilities)
     if args.uncertainty and seg.uncertainty is not None:
         io.save_volume(seg.uncertainty.astype(np.float32), case, args.uncertainty)
-    tta_note = ", flip TTA" if seg.uncertainty is not None else ""
+    tta_note = ", flip TTA" if seg.tta else ""
     print(f"case {case.case_id}: model {seg.model_name} ({'+'.join(seg.modalities)}){tta_note}, {seg.seconds:.1f} s")
     for region, volume in result.volumes_ml.items():
         caveat = "" if result.is_reliable(region) else "  (unreliable without T1ce)"

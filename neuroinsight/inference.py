@@ -185,6 +185,11 @@ class Segmentation:
         """Class probabilities ``(X, Y, Z, 4)`` on the full canonical grid (built on demand)."""
         return restore_probabilities(self.network_probabilities, self.prepared)  # type: ignore[arg-type]
 
+    @property
+    def tta(self) -> bool:
+        """Whether flip test-time augmentation ran: it is what leaves an uncertainty map."""
+        return self.uncertainty is not None
+
     @functools.cached_property
     def region_probabilities(self) -> dict[str, NDArray[np.uint8]]:
         """P(WT), P(TC), P(ET) per voxel on the canonical grid, in steps of 1/255, 0 outside the brain.

@@ -127,7 +127,7 @@ def comparison_rows(results: Sequence[CaseResult]) -> list[dict[str, object]]:
         if result.scores is None:
             continue
         seg = result.segmentation
-        row: dict[str, object] = {"model": seg.model_name, "flip TTA": seg.uncertainty is not None}
+        row: dict[str, object] = {"model": seg.model_name, "flip TTA": seg.tta}
         row.update({f"Dice {region}": s.dice for region, s in result.scores.items()})
         row.update({f"HD95 {region} (mm)": s.hd95_mm for region, s in result.scores.items()})
         row["seconds"] = seg.seconds

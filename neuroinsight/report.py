@@ -208,9 +208,7 @@ def build_pdf(
 
     pdf.heading("Method")
     pre = model_info.get("preprocess", {})
-    tta_note = (
-        ", averaged with the left-right mirrored scan (test-time augmentation)" if seg.uncertainty is not None else ""
-    )
+    tta_note = ", averaged with the left-right mirrored scan (test-time augmentation)" if seg.tta else ""
     whole, core, enhancing = seg.post.region_thresholds
     decoding = (
         f"labels decoded from the nested BraTS regions (whole tumor where P(tumor) > {whole:g}, within it core "

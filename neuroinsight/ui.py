@@ -179,7 +179,7 @@ def analyses_of(result: CaseResult) -> dict[str, CaseResult]:
 def analysis_label(result: CaseResult) -> str:
     """What ran: the model and whether flip TTA did."""
     seg = result.segmentation
-    return seg.model_name + (" · flip TTA" if seg.uncertainty is not None else "")
+    return seg.model_name + (" · flip TTA" if seg.tta else "")
 
 
 def case_label(result: CaseResult) -> str:
@@ -194,11 +194,10 @@ def case_labels(results: dict[str, CaseResult]) -> dict[str, str]:
     """
 
     def model(result: CaseResult) -> str:
-        seg = result.segmentation
-        return "ensemble" if " + " in seg.model_name else f"{len(seg.modalities)}-mod"
+        return "ensemble" if result.model_info.get("ensemble") else f"{len(result.segmentation.modalities)}-mod"
 
     def tta(result: CaseResult) -> str:
-        return "TTA" if result.segmentation.uncertainty is not None else "no TTA"
+        return "TTA" if result.segmentation.tta else "no TTA"
 
     labels = {t: r.case.case_id for t, r in results.items()}
     for detail in (model, tta):
