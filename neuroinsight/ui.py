@@ -15,9 +15,10 @@ import re
 import secrets
 import threading
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Container
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import streamlit as st
 from PIL import Image
@@ -53,6 +54,8 @@ DECODING = "decoding_stages"
 #: Session entries derived from the current result, dropped when a new result arrives.
 PER_RESULT = (REPORT, DECODING)
 BATCH_ROWS = "batch_rows"
+#: Widget values kept across page visits (:func:`remember`).
+KEPT = "kept_widgets"
 UPLOAD_PAGE = "pages/1_Upload.py"
 DISCLAIMER = "NeuroInsight is for research and teaching. It is not a medical device and not for diagnosis."
 # The sidebar menu. Streamlit's own menu would name the home page after its file ("app");
@@ -278,6 +281,32 @@ def show_notices() -> None:
     """Show the queued messages once."""
     for kind, text in st.session_state.pop(NOTICES, []):
         getattr(st, kind)(text)
+
+
+def remember(key: str, default: Any, options: Container | None = None) -> dict[str, Any]:
+    """Keyword arguments for a widget that keeps its value when the user leaves the page and comes back.
+
+    Streamlit drops the state of a widget that a run does not draw, so each visit to a page would
+    start its widgets at their defaults again (the Upload page's model, the Viewer's layer). A copy
+    outside the widget's own key survives and seeds it. ``options``: the values the widget offers
+    now, when a kept one may not be among them (another case without T1, say); the default then
+    returns. The widget itself takes no ``value`` or ``index``.
+    """
+    kept = st.session_state.setdefault(KEPT, {})
+    value = kept.get(key, default)
+    if options is not None and value not in options:
+        value = default
+    st.session_state[key] = kept[key] = value
+    return {"key": key, "on_change": _keep, "args": (key,)}
+
+
+def _keep(key: str) -> None:
+    st.session_state[KEPT][key] = st.session_state[key]
+
+
+def forget(key: str) -> None:
+    """Let a :func:`remember` widget start at its default on the next run."""
+    st.session_state.get(KEPT, {}).pop(key, None)
 
 
 def show_error(err: Exception) -> None:

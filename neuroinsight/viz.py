@@ -144,9 +144,20 @@ def difference_map(
     return _paint(gray, masks, DIFFERENCE_COLORS, opacity)
 
 
+#: Viridis rather than JET: its brightness rises steadily from 0 to 1, so the scale reads the same with
+#: red-green colour blindness and in grey print, and shows no false edges where JET's hue bands
+#: change (van der Walt & Smith 2015, the matplotlib default map).
+HEAT_COLORMAP = cv2.COLORMAP_VIRIDIS
+
+
+def heat_colors(values: NDArray) -> NDArray[np.uint8]:
+    """RGB of a [0, 1] map in the heat colour map (values outside are clipped)."""
+    return cv2.applyColorMap((np.clip(values, 0, 1) * 255).astype(np.uint8), HEAT_COLORMAP)[..., ::-1]
+
+
 def heat_overlay(gray: NDArray[np.uint8], values: NDArray, *, opacity: float = 0.5) -> NDArray[np.uint8]:
-    """A [0, 1] map (attention, uncertainty, probability) in the JET colour map over a grey slice."""
-    heat = cv2.applyColorMap((np.clip(values, 0, 1) * 255).astype(np.uint8), cv2.COLORMAP_JET)[..., ::-1]
+    """A [0, 1] map (attention, uncertainty, probability) in the heat colour map over a grey slice."""
+    heat = heat_colors(values)
     rgb = np.repeat(gray[..., None], 3, axis=-1).astype(np.float32)
     return ((1 - opacity) * rgb + opacity * heat).astype(np.uint8)
 
@@ -493,7 +504,12 @@ def mask_rgb(mask: NDArray[np.bool_], frame_px: int = 2) -> NDArray[np.uint8]:
 
 
 #: What a heat-map layer (attention, uncertainty, probability) shows instead of colour swatches.
-HEAT_SCALE = "Colour scale: blue = 0 (low), red = 1 (high)."
+HEAT_SCALE = "Colour scale (viridis): dark purple = 0 (low), teal = 0.5, yellow = 1 (high)."
+
+
+def heat_scale_bar(width: int = 480, height: int = 14) -> NDArray[np.uint8]:
+    """The heat colour map from 0 (left) to 1 (right), to show beside ``HEAT_SCALE``."""
+    return heat_colors(np.tile(np.linspace(0, 1, width), (height, 1)))
 
 
 def legend_entries(layer: str) -> list[tuple[str, RGB]]:

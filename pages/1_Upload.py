@@ -11,13 +11,14 @@ ui.page_header("Upload")
 tta = st.toggle(
     "Test-time augmentation: average with the mirrored scan (better tumor core and enhancing tumor in "
     "cross-validation, about twice the network time; adds an uncertainty map)",
-    value=True,
+    **ui.remember("tta", True),
 )
 choices = ui.model_choices()
 model = st.selectbox(
     "Model",
     list(choices),
     format_func=choices.__getitem__,
+    **ui.remember("model", ui.AUTOMATIC, options=choices),
     help="Automatic is what the model card measures for each set of modalities. The ensemble had better whole "
     "tumor and core in cross-validation, takes about twice the network time and is less robust to an uncorrected "
     "bias field (see the model card). A named model runs as chosen, for comparing models on the same case; it "

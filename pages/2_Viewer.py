@@ -14,17 +14,20 @@ ui.show_warnings(result)
 
 controls, view = st.columns([1, 3])
 with controls:
-    modality = st.selectbox("Modality", case.modalities, index=case.modalities.index("flair"), format_func=str.upper)
-    plane = st.radio("Plane", viz.PLANES, horizontal=True)
-    opacity = st.slider("Overlay opacity", 0.0, 1.0, 0.45, 0.05)
+    # Every choice is remembered, so a look at the Metrics page and back finds the view as it was.
+    modality = st.selectbox(
+        "Modality", case.modalities, format_func=str.upper, **ui.remember("modality", "flair", case.modalities)
+    )
+    plane = st.radio("Plane", viz.PLANES, horizontal=True, **ui.remember("plane", "axial"))
+    opacity = st.slider("Overlay opacity", 0.0, 1.0, step=0.05, **ui.remember("opacity", 0.45))
     # The short name fits the narrow column; the legend under the image spells it out.
     visible = [
         v
         for v, (name, _) in viz.LABEL_COLORS.items()
-        if st.checkbox(name.split(" (")[0], value=True, key=f"show{v}", help=name)
+        if st.checkbox(name.split(" (")[0], help=name, **ui.remember(f"show{v}", True))
     ]
     layers = viz.available_layers(has_truth=case.label is not None, has_uncertainty=seg.uncertainty is not None)
-    layer = st.radio("Layer", layers)
+    layer = st.radio("Layer", layers, **ui.remember("layer", layers[0], layers))
     others = {t: r for t, r in ui.analyses_of(result).items() if r is not result}
     other = None
     if others:  # the same scans segmented again (Upload page's model or TTA choice)
@@ -44,14 +47,13 @@ with controls:
 @st.fragment
 def slice_view() -> None:
     """Reruns alone on a slider move: cuts, colours and sends one slice."""
-    axis = viz.plane_axis(plane)
-    key = f"index_{plane}"
-    if key not in st.session_state or st.session_state.get("index_case") != case.case_id:
-        st.session_state[key] = viz.largest_tumor_slice(seg.labels, plane)
-        st.session_state["index_case"] = case.case_id
+    size = case.shape[viz.plane_axis(plane)]
+    # One slice per case and plane: each case opens at its largest tumor slice, then where it was left.
+    key = f"slice_{plane}_{case.case_id}"
     if st.button("Jump to the largest tumor slice"):
-        st.session_state[key] = viz.largest_tumor_slice(seg.labels, plane)
-    index = st.slider("Slice", 0, case.shape[axis] - 1, key=key)
+        ui.forget(key)
+    largest = viz.largest_tumor_slice(seg.labels, plane)
+    index = st.slider("Slice", 0, size - 1, **ui.remember(key, largest, range(size)))
     names = (ui.analysis_label(result), "" if other is None else ui.analysis_label(other))
     images = viz.render_layers(
         result, modality, plane, index, layer, opacity=opacity, visible=visible, other=other, names=names
@@ -71,7 +73,7 @@ with view:
     if legend:
         st.plotly_chart(viz.legend_figure(legend), config={"staticPlot": True}, key="legend")
     if not viz.legend_entries(layer):
-        st.caption(viz.HEAT_SCALE)
+        st.image(viz.heat_scale_bar(), caption=viz.HEAT_SCALE)
 
 # A toggle, not an expander: a collapsed expander's content still runs (marching cubes) and is sent
 # (about 1 MB) on every rerun of the page.

@@ -85,7 +85,8 @@ if model_path.exists():
     with st.expander("Every layer"):
         st.dataframe(pd.DataFrame(rows), hide_index=True)
     if result is not None and result.segmentation.attention:
-        st.markdown("Attention coefficients of each gate on this slice (blue 0, red 1):")
+        st.markdown("Attention coefficients of each gate on this slice:")
+        st.image(viz.heat_scale_bar(), caption=viz.HEAT_SCALE)
         flair_low, flair_high = result.display_window("flair")
         gray = viz.window_to_uint8(viz.display_slice(case.images["flair"], "axial", z), flair_low, flair_high)
         gates = []

@@ -199,6 +199,33 @@ def test_viewer_shows_slices_and_moves(demo_session):
         assert any(c.value.startswith(("prediction", "WT errors", layer)) for c in at.caption), layer
 
 
+def test_choices_survive_a_visit_to_another_page(demo_session):
+    # Streamlit forgets a widget a run does not draw: without ui.remember these would be defaults again.
+    upload = page("pages/1_Upload.py").run()
+    next(t for t in upload.toggle if t.label.startswith("Test-time")).set_value(False).run()
+    _choose_model(upload, "attention_unet.keras")
+    upload.switch_page("pages/6_About.py").run()
+    upload.switch_page("pages/1_Upload.py").run()
+    assert not next(t for t in upload.toggle if t.label.startswith("Test-time")).value
+    assert next(s for s in upload.selectbox if s.label == "Model").value == "attention_unet.keras"
+
+    at = _with_result("pages/2_Viewer.py", demo_session)
+    next(r for r in at.radio if r.label == "Plane").set_value("coronal").run()
+    next(r for r in at.radio if r.label == "Layer").set_value("uncertainty").run()
+    next(s for s in at.slider if s.label == "Slice").set_value(40).run()
+    next(c for c in at.checkbox if c.label == "ED").uncheck().run()
+    at.switch_page("pages/3_Metrics.py").run()
+    at.switch_page("pages/2_Viewer.py").run()
+    assert not at.exception
+    assert next(r for r in at.radio if r.label == "Plane").value == "coronal"
+    assert next(r for r in at.radio if r.label == "Layer").value == "uncertainty"
+    assert next(s for s in at.slider if s.label == "Slice").value == 40
+    assert not next(c for c in at.checkbox if c.label == "ED").value
+    next(b for b in at.button if b.label == "Jump to the largest tumor slice").click().run()
+    largest = viz.largest_tumor_slice(demo_session.session_state["result"].segmentation.labels, "coronal")
+    assert next(s for s in at.slider if s.label == "Slice").value == largest != 40
+
+
 def test_metrics_and_report_pages_with_a_case(demo_session):
     metrics = _with_result("pages/3_Metrics.py", demo_session)
     assert not metrics.exception

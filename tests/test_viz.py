@@ -52,6 +52,17 @@ def test_heat_map_layers_get_a_colour_scale_instead_of_swatches():
     assert viz.HEAT_SCALE.startswith("Colour scale")
 
 
+def test_heat_colours_brighten_steadily_so_the_scale_survives_colour_blindness():
+    # JET fails this: its brightness peaks at cyan-yellow and falls towards red, so 0.7 and 1.0 look
+    # alike in grey and to red-green colour-blind readers.
+    rgb = viz.heat_scale_bar(width=64, height=1)[0].astype(float)
+    luminance = rgb @ np.array([0.2126, 0.7152, 0.0722])
+    assert np.all(np.diff(luminance) > 0)
+    assert luminance[-1] - luminance[0] > 150
+    drawn = viz.heat_overlay(np.zeros((1, 64), np.uint8), np.linspace(0, 1, 64)[None], opacity=1.0)
+    assert np.array_equal(drawn[0], rgb)  # the layers are drawn in the scale shown
+
+
 def test_layers_a_case_cannot_show_are_not_offered():
     everything = viz.available_layers(has_truth=True, has_uncertainty=True)
     assert everything == list(viz.LAYERS)
