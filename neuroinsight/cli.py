@@ -508,6 +508,12 @@ def _add_report(sub: argparse._SubParsersAction) -> None:
     p.add_argument("case", type=Path, help="BraTS case folder, .zip, or 4-D Decathlon NIfTI")
     p.add_argument("--out", type=Path, required=True, help="PDF to write [REQUIRED]")
     p.add_argument("--date", help="timestamp printed in the report, ISO format (reproducible output)")
+    p.add_argument(
+        "--colour-blind-safe",
+        action="store_true",
+        help="draw the labels in colours that stay apart with colour blindness (Okabe & Ito), as the app's "
+        "sidebar switch does",
+    )
     _add_model_args(p)
     p.set_defaults(run=_run_report)
 
@@ -515,6 +521,7 @@ def _add_report(sub: argparse._SubParsersAction) -> None:
 def _run_report(args: argparse.Namespace) -> int:
     from datetime import datetime
 
+    from neuroinsight import viz
     from neuroinsight.report import build_pdf
 
     result, grader = _analyse_from_args(args, tta=args.tta)
@@ -523,6 +530,7 @@ def _run_report(args: argparse.Namespace) -> int:
         result,
         grade_evaluation=grader.evaluation if grader else None,
         created=created,
+        palette=viz.COLOUR_BLIND_PALETTE if args.colour_blind_safe else viz.BRATS_PALETTE,
     )
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_bytes(pdf)

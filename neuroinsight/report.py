@@ -94,16 +94,18 @@ class _ReportPDF(FPDF):
         self.set_xy(self.l_margin, y + height_mm * scale + 6)
 
 
-def _slice_images(result: CaseResult, plane: str, index: int, modality: str, labels: np.ndarray) -> np.ndarray:
+def _slice_images(
+    result: CaseResult, palette: viz.Palette, plane: str, index: int, modality: str, labels: np.ndarray
+) -> np.ndarray:
     volume = result.case.images[modality]
     low, high = viz.intensity_window(volume)
     gray = viz.window_to_uint8(viz.display_slice(volume, plane, index), low, high)
-    return viz.overlay_labels(gray, viz.display_slice(labels, plane, index), opacity=0.5)
+    return viz.overlay_labels(gray, viz.display_slice(labels, plane, index), opacity=0.5, palette=palette)
 
 
-def _legend(pdf: _ReportPDF) -> None:
+def _legend(pdf: _ReportPDF, palette: viz.Palette) -> None:
     pdf.set_font("DejaVu", "", 8)
-    for _, (name, color) in viz.LABEL_COLORS.items():
+    for name, color in palette.legend("labels"):
         pdf.set_fill_color(*color)
         pdf.cell(4, 4, "", fill=True)
         pdf.cell(0, 4, f"  {name}", new_x=XPos.LMARGIN, new_y=YPos.NEXT)
@@ -116,6 +118,7 @@ def build_pdf(
     *,
     grade_evaluation: Mapping | None = None,
     created: datetime | None = None,
+    palette: viz.Palette = viz.BRATS_PALETTE,
 ) -> bytes:
     """Render the report.
 
@@ -123,6 +126,7 @@ def build_pdf(
         result: The analysed case.
         grade_evaluation: The grade classifier's cross-validation numbers.
         created: Timestamp printed in the header (default: now); fix it for reproducible bytes.
+        palette: Colours of the label overlays.
 
     Returns:
         The PDF file as bytes.
@@ -175,13 +179,17 @@ def build_pdf(
         row = []
         for plane in viz.PLANES:
             index = viz.largest_tumor_slice(labels, plane)
-            row.append((f"{modality.upper()} {plane} {index}", _slice_images(result, plane, index, modality, labels)))
+            row.append(
+                (f"{modality.upper()} {plane} {index}", _slice_images(result, palette, plane, index, modality, labels))
+            )
         pdf.image_row(row)
-    _legend(pdf)
+    _legend(pdf, palette)
     montage = viz.tumor_slices(labels, 6)
     if montage:
         pdf.heading("Axial slices across the tumor (FLAIR)")
-        pdf.image_row([(f"z = {z}", _slice_images(result, "axial", z, "flair", labels)) for z in montage], height_mm=30)
+        pdf.image_row(
+            [(f"z = {z}", _slice_images(result, palette, "axial", z, "flair", labels)) for z in montage], height_mm=30
+        )
 
     if result.scores is not None and case.label is not None:
         pdf.heading("Agreement with the provided ground truth")
@@ -197,8 +205,8 @@ def build_pdf(
         pdf.ln(2)
         pdf.image_row(
             [
-                (f"ground truth, axial {index}", _slice_images(result, "axial", index, "flair", case.label)),
-                (f"prediction, axial {index}", _slice_images(result, "axial", index, "flair", labels)),
+                (f"ground truth, axial {index}", _slice_images(result, palette, "axial", index, "flair", case.label)),
+                (f"prediction, axial {index}", _slice_images(result, palette, "axial", index, "flair", labels)),
             ],
             height_mm=60,
         )

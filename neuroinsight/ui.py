@@ -56,6 +56,7 @@ PER_RESULT = (REPORT, DECODING)
 BATCH_ROWS = "batch_rows"
 #: Widget values kept across page visits (:func:`remember`).
 KEPT = "kept_widgets"
+COLOUR_BLIND = "colour_blind"
 UPLOAD_PAGE = "pages/1_Upload.py"
 DISCLAIMER = "NeuroInsight is for research and teaching. It is not a medical device and not for diagnosis."
 # The sidebar menu. Streamlit's own menu would name the home page after its file ("app");
@@ -300,6 +301,11 @@ def remember(key: str, default: Any, options: Container | None = None) -> dict[s
     return {"key": key, "on_change": _keep, "args": (key,)}
 
 
+def palette() -> viz.Palette:
+    """The colours this session chose in the sidebar (:func:`page_header`)."""
+    return viz.COLOUR_BLIND_PALETTE if st.session_state.get(KEPT, {}).get(COLOUR_BLIND) else viz.BRATS_PALETTE
+
+
 def _keep(key: str) -> None:
     st.session_state[KEPT][key] = st.session_state[key]
 
@@ -336,6 +342,7 @@ class ReportFiles:
     pdf: bytes
     previews: list[bytes]  # one PNG per page; empty without poppler's pdftoppm
     label_map: bytes  # the segmentation as .nii.gz
+    palette: str  # the colours its images were drawn in
 
 
 def report_files(result: CaseResult) -> ReportFiles:
@@ -343,15 +350,18 @@ def report_files(result: CaseResult) -> ReportFiles:
 
     Every widget click reruns the page; without this each rerun would build the PDF again,
     run ``pdftoppm`` for its previews and re-encode the label map. ``analyse`` drops them
-    when a new result arrives.
+    when a new result arrives; another choice of colours builds them again.
     """
-    if REPORT not in st.session_state:
+    chosen = palette()
+    kept = st.session_state.get(REPORT)
+    if kept is None or kept.palette != chosen.name:
         with st.spinner("Building the PDF report..."):
             grader = get_grader()
-            pdf = build_pdf(result, grade_evaluation=grader.evaluation if grader else None)
+            pdf = build_pdf(result, grade_evaluation=grader.evaluation if grader else None, palette=chosen)
             label_map = io.label_map_bytes(result.segmentation.labels, result.case)
-            st.session_state[REPORT] = ReportFiles(pdf=pdf, previews=page_previews(pdf), label_map=label_map)
-    return st.session_state[REPORT]
+            kept = ReportFiles(pdf=pdf, previews=page_previews(pdf), label_map=label_map, palette=chosen.name)
+            st.session_state[REPORT] = kept
+    return kept
 
 
 def decoding_stages(result: CaseResult) -> dict:
@@ -509,6 +519,13 @@ def page_header(title: str) -> None:
         for path, label, menu_icon in MENU:
             page_link(path, label=label, icon=menu_icon)
         _case_switch()
+        st.toggle(
+            "Colour-blind-safe colours",
+            help="Label and error-map colours that stay apart with red-green or blue-yellow colour blindness "
+            "(Okabe & Ito): orange core, sky-blue edema, yellow enhancing tumor. Off: the red, green and yellow "
+            "of most BraTS figures. Applies to every page and the PDF.",
+            **remember(COLOUR_BLIND, False),
+        )
     st.title(title)
     st.caption(DISCLAIMER)
     if lost_case:

@@ -25,23 +25,11 @@ if TYPE_CHECKING:  # pipeline loads Keras; the viewer's drawing does not need it
 RGB = tuple[int, int, int]
 PLANES: tuple[str, ...] = ("axial", "coronal", "sagittal")
 _PLANE_AXIS = {"axial": 2, "coronal": 1, "sagittal": 0}
-#: Label -> (name, RGB colour).
-LABEL_COLORS: dict[int, tuple[str, RGB]] = {
-    1: ("NCR/NET (necrotic / non-enhancing core)", (230, 57, 70)),
-    2: ("ED (peritumoral edema)", (46, 204, 113)),
-    4: ("ET (enhancing tumor)", (255, 209, 26)),
-}
-ERROR_COLORS: dict[str, RGB] = {
-    "true positive": (46, 204, 113),
-    "false positive": (230, 57, 70),
-    "false negative": (52, 152, 219),
-}
-#: Two analyses of one case compared (:func:`difference_map`), in colours neither the labels nor the
-#: error map use (the comparison shows beside either).
-DIFFERENCE_COLORS: dict[str, RGB] = {
-    "tumor in this analysis only": (214, 39, 160),
-    "tumor in the other only": (23, 190, 207),
-    "tumor in both, another label": (255, 140, 0),
+#: Label -> name of the BraTS class.
+LABEL_NAMES: dict[int, str] = {
+    1: "NCR/NET (necrotic / non-enhancing core)",
+    2: "ED (peritumoral edema)",
+    4: "ET (enhancing tumor)",
 }
 
 
@@ -50,8 +38,54 @@ def hex_color(rgb: RGB) -> str:
     return "#{:02x}{:02x}{:02x}".format(*rgb)
 
 
-#: Region charts share the label overlay's colours: WT as edema, TC as the necrotic core, ET as itself.
-REGION_COLORS = {region: hex_color(LABEL_COLORS[label][1]) for region, label in (("WT", 2), ("TC", 1), ("ET", 4))}
+@dataclass(frozen=True)
+class Palette:
+    """The colours of the tumor labels and of the error map, chosen together.
+
+    Attributes:
+        name: What the sidebar calls it.
+        labels: Label (1, 2, 4) -> RGB.
+        errors: ``true positive`` / ``false positive`` / ``false negative`` -> RGB.
+    """
+
+    name: str
+    labels: Mapping[int, RGB]
+    errors: Mapping[str, RGB]
+
+    def legend(self, kind: str) -> list[tuple[str, RGB]]:
+        """(name, RGB) of the ``labels`` or ``errors`` colours; empty for anything else (heat maps)."""
+        if kind == "labels":
+            return [(LABEL_NAMES[value], rgb) for value, rgb in self.labels.items()]
+        return list(self.errors.items()) if kind == "errors" else []
+
+    @property
+    def regions(self) -> dict[str, str]:
+        """Region charts share the label colours: WT as edema, TC as the necrotic core, ET as itself."""
+        return {region: hex_color(self.labels[label]) for region, label in (("WT", 2), ("TC", 1), ("ET", 4))}
+
+
+#: Red core, green edema, yellow enhancing tumor: the colours of most BraTS figures.
+BRATS_PALETTE = Palette(
+    "BraTS",
+    labels={1: (230, 57, 70), 2: (46, 204, 113), 4: (255, 209, 26)},
+    errors={"true positive": (46, 204, 113), "false positive": (230, 57, 70), "false negative": (52, 152, 219)},
+)
+#: The Okabe & Ito (2008) colours, which stay apart for red-green (deutan, protan) and blue-yellow
+#: (tritan) colour blindness: the BraTS palette's core and edema, like the error map's true and false
+#: positives, become near twins (CIEDE2000 12) under simulated deuteranopia; here no two are under 24.
+COLOUR_BLIND_PALETTE = Palette(
+    "colour-blind safe",
+    labels={1: (213, 94, 0), 2: (86, 180, 233), 4: (240, 228, 66)},
+    errors={"true positive": (240, 228, 66), "false positive": (213, 94, 0), "false negative": (0, 114, 178)},
+)
+PALETTES: dict[str, Palette] = {p.name: p for p in (BRATS_PALETTE, COLOUR_BLIND_PALETTE)}
+#: Two analyses of one case compared (:func:`difference_map`), in colours neither palette's labels nor
+#: error map use (the comparison shows beside either).
+DIFFERENCE_COLORS: dict[str, RGB] = {
+    "tumor in this analysis only": (214, 39, 160),
+    "tumor in the other only": (23, 190, 207),
+    "tumor in both, another label": (255, 140, 0),
+}
 
 
 def plane_axis(plane: str) -> int:
@@ -91,14 +125,19 @@ def intensity_window(volume: NDArray) -> tuple[float, float]:
 
 
 def overlay_labels(
-    gray: NDArray[np.uint8], labels: NDArray, *, opacity: float = 0.45, visible: Iterable[int] = (1, 2, 4)
+    gray: NDArray[np.uint8],
+    labels: NDArray,
+    *,
+    opacity: float = 0.45,
+    visible: Iterable[int] = (1, 2, 4),
+    palette: Palette = BRATS_PALETTE,
 ) -> NDArray[np.uint8]:
     """Blend label colours onto a grey slice; returns RGB uint8 ``(H, W, 3)``."""
     rgb = np.repeat(gray[..., None], 3, axis=-1).astype(np.float32)
     for value in visible:
         mask = labels == value
         if mask.any():
-            rgb[mask] = (1 - opacity) * rgb[mask] + opacity * np.array(LABEL_COLORS[value][1], dtype=np.float32)
+            rgb[mask] = (1 - opacity) * rgb[mask] + opacity * np.array(palette.labels[value], dtype=np.float32)
     return rgb.astype(np.uint8)
 
 
@@ -125,11 +164,16 @@ def _paint(
 
 
 def error_map(
-    gray: NDArray[np.uint8], pred: NDArray[np.bool_], ref: NDArray[np.bool_], *, opacity: float = 0.6
+    gray: NDArray[np.uint8],
+    pred: NDArray[np.bool_],
+    ref: NDArray[np.bool_],
+    *,
+    opacity: float = 0.6,
+    palette: Palette = BRATS_PALETTE,
 ) -> NDArray[np.uint8]:
     """True positives, false positives and false negatives of one region on a grey slice."""
     masks = {"true positive": pred & ref, "false positive": pred & ~ref, "false negative": ~pred & ref}
-    return _paint(gray, masks, ERROR_COLORS, opacity)
+    return _paint(gray, masks, palette.errors, opacity)
 
 
 def difference_map(
@@ -202,7 +246,9 @@ def image_figure(rgb: NDArray[np.uint8], *, height: int = 420) -> go.Figure:
     return fig
 
 
-def mesh_figure(labels: NDArray, spacing_mm: Sequence[float], *, step: int = 2) -> go.Figure:
+def mesh_figure(
+    labels: NDArray, spacing_mm: Sequence[float], *, step: int = 2, palette: Palette = BRATS_PALETTE
+) -> go.Figure:
     """3-D surfaces of WT, TC and ET (marching cubes on a downsampled mask)."""
     from skimage import measure
 
@@ -224,7 +270,7 @@ def mesh_figure(labels: NDArray, spacing_mm: Sequence[float], *, step: int = 2) 
                 i=faces[:, 0],
                 j=faces[:, 1],
                 k=faces[:, 2],
-                color=REGION_COLORS[name],
+                color=palette.regions[name],
                 opacity=opacity[name],
                 name=name,
                 showlegend=True,
@@ -234,11 +280,11 @@ def mesh_figure(labels: NDArray, spacing_mm: Sequence[float], *, step: int = 2) 
     return fig
 
 
-def per_slice_dice_figure(curves: Mapping[str, NDArray]) -> go.Figure:
+def per_slice_dice_figure(curves: Mapping[str, NDArray], *, palette: Palette = BRATS_PALETTE) -> go.Figure:
     """Per-slice Dice along z for each region (gaps where both slices are empty)."""
     fig = go.Figure()
     for name, values in curves.items():
-        fig.add_trace(go.Scatter(y=values, mode="lines", name=name, line={"color": REGION_COLORS.get(name)}))
+        fig.add_trace(go.Scatter(y=values, mode="lines", name=name, line={"color": palette.regions.get(name)}))
     fig.update_layout(
         xaxis_title="axial slice", yaxis_title="Dice", yaxis_range=[0, 1.02], height=320, margin={"t": 10}
     )
@@ -273,6 +319,7 @@ def region_boxplot(
     metric: str = "dice",
     *,
     marks: Mapping[str, Mapping[str, float]] | None = None,
+    palette: Palette = BRATS_PALETTE,
 ) -> go.Figure:
     """Box plot of a metric per region over cases, each case a point named on hover.
 
@@ -286,7 +333,7 @@ def region_boxplot(
                 y=[float(r[metric]) for r in chosen],  # type: ignore[arg-type]
                 text=[str(r.get("case", "")) for r in chosen],
                 name=region,
-                marker_color=REGION_COLORS[region],
+                marker_color=palette.regions[region],
                 boxpoints="all",
                 hovertemplate="%{text}: %{y:.3f}<extra></extra>",
             )
@@ -321,6 +368,7 @@ class SliceView:
         truth: Ground-truth labels on the slice, or None when the case has none.
         opacity: Overlay opacity.
         visible: Labels drawn in the label overlays.
+        palette: Colours of the labels and the error map.
     """
 
     result: CaseResult
@@ -332,10 +380,11 @@ class SliceView:
     truth: NDArray | None
     opacity: float
     visible: tuple[int, ...]
+    palette: Palette = BRATS_PALETTE
 
     def labels(self, labels: NDArray) -> NDArray[np.uint8]:
-        """``labels`` over the grey slice, in the view's opacity and visible labels."""
-        return overlay_labels(self.gray, labels, opacity=self.opacity, visible=self.visible)
+        """``labels`` over the grey slice, in the view's opacity, visible labels and palette."""
+        return overlay_labels(self.gray, labels, opacity=self.opacity, visible=self.visible, palette=self.palette)
 
 
 Drawn = list[tuple[str, NDArray[np.uint8]]]
@@ -350,7 +399,7 @@ def _draw_truth_beside(view: SliceView) -> Drawn:
 
 
 def _draw_errors(view: SliceView) -> Drawn:
-    errors = error_map(view.gray, view.pred > 0, view.truth > 0, opacity=view.opacity)
+    errors = error_map(view.gray, view.pred > 0, view.truth > 0, opacity=view.opacity, palette=view.palette)
     return [(f"WT errors · {view.title}", errors)]
 
 
@@ -395,7 +444,8 @@ class Layer:
 
     Attributes:
         name: Menu label.
-        legend: (name, RGB) of each colour drawn; empty for heat maps, which ``HEAT_SCALE`` explains.
+        legend: Which palette colours it draws (``labels``, ``errors``); empty for heat maps, which
+            ``HEAT_SCALE`` explains.
         draw: Makes the layer's captioned image(s) from one slice.
         needs_truth: Offered only when the case has a ground-truth label map.
         needs_uncertainty: Offered only when the segmentation has an uncertainty map (TTA).
@@ -403,7 +453,7 @@ class Layer:
     """
 
     name: str
-    legend: tuple[tuple[str, RGB], ...]
+    legend: str
     draw: Callable[[SliceView], Drawn]
     needs_truth: bool = False
     needs_uncertainty: bool = False
@@ -414,17 +464,16 @@ class Layer:
         return (has_truth or not self.needs_truth) and (has_uncertainty or not self.needs_uncertainty)
 
 
-_LABEL_LEGEND = tuple(LABEL_COLORS.values())
 #: The viewer's layers in menu order; ``render_layers`` draws them, ``legend_entries`` explains them.
 LAYERS: dict[str, Layer] = {
     layer.name: layer
     for layer in (
-        Layer("labels", _LABEL_LEGEND, _draw_prediction),
-        Layer("ground truth beside", _LABEL_LEGEND, _draw_truth_beside, needs_truth=True),
-        Layer("error map (WT)", tuple(ERROR_COLORS.items()), _draw_errors, needs_truth=True),
-        *(Layer(f"attention gate {level}", (), _draw_gate(level), gate=level) for level in (1, 2, 3)),
-        Layer("uncertainty", (), _draw_uncertainty, needs_uncertainty=True),
-        *(Layer(f"probability {region}", (), _draw_probability(region)) for region in BRATS_REGIONS),
+        Layer("labels", "labels", _draw_prediction),
+        Layer("ground truth beside", "labels", _draw_truth_beside, needs_truth=True),
+        Layer("error map (WT)", "errors", _draw_errors, needs_truth=True),
+        *(Layer(f"attention gate {level}", "", _draw_gate(level), gate=level) for level in (1, 2, 3)),
+        Layer("uncertainty", "", _draw_uncertainty, needs_uncertainty=True),
+        *(Layer(f"probability {region}", "", _draw_probability(region)) for region in BRATS_REGIONS),
     )
 }
 
@@ -447,6 +496,7 @@ def render_layers(
     visible: Iterable[int] = (1, 2, 4),
     other: CaseResult | None = None,
     names: tuple[str, str] = ("", ""),
+    palette: Palette = BRATS_PALETTE,
 ) -> Drawn:
     """The image(s) the viewer shows for one slice: ``[(caption, rgb), ...]``.
 
@@ -461,6 +511,7 @@ def render_layers(
         other: Another analysis of the same scans (another model or TTA setting): its labels and
             where they differ from ``result``'s follow the layer.
         names: ``result``'s and ``other``'s names, leading the captions when comparing.
+        palette: Colours of the labels and the error map.
     """
     case, seg = result.case, result.segmentation
     low, high = result.display_window(modality)
@@ -474,6 +525,7 @@ def render_layers(
         truth=None if case.label is None else display_slice(case.label, plane, index),
         opacity=opacity,
         visible=tuple(visible),
+        palette=palette,
     )
     chosen = LAYERS[layer]
     if not chosen.shows(has_truth=case.label is not None, has_uncertainty=seg.uncertainty is not None):
@@ -512,9 +564,9 @@ def heat_scale_bar(width: int = 480, height: int = 14) -> NDArray[np.uint8]:
     return heat_colors(np.tile(np.linspace(0, 1, width), (height, 1)))
 
 
-def legend_entries(layer: str) -> list[tuple[str, RGB]]:
+def legend_entries(layer: str, palette: Palette = BRATS_PALETTE) -> list[tuple[str, RGB]]:
     """(name, RGB) of each colour the layer draws; empty for heat maps, which use ``HEAT_SCALE``."""
-    return list(LAYERS[layer].legend)
+    return palette.legend(LAYERS[layer].legend)
 
 
 def legend_figure(entries: Sequence[tuple[str, RGB]]) -> go.Figure:
@@ -543,7 +595,9 @@ def legend_figure(entries: Sequence[tuple[str, RGB]]) -> go.Figure:
 # --------------------------------------------------------------------------- teaching figures
 
 
-def modality_panel(case, z: int, labels: NDArray | None) -> list[tuple[str, NDArray[np.uint8]]]:
+def modality_panel(
+    case, z: int, labels: NDArray | None, *, palette: Palette = BRATS_PALETTE
+) -> list[tuple[str, NDArray[np.uint8]]]:
     """Every modality at one axial slice, plus the combined coloured label map (seed Figure 1)."""
     panel = []
     for name, volume in case.images.items():
@@ -551,12 +605,12 @@ def modality_panel(case, z: int, labels: NDArray | None) -> list[tuple[str, NDAr
         panel.append((name.upper(), gray_rgb(window_to_uint8(display_slice(volume, "axial", z), low, high))))
     if labels is not None:
         black = np.zeros(display_slice(labels, "axial", z).shape, np.uint8)
-        panel.append(("labels", overlay_labels(black, display_slice(labels, "axial", z), opacity=1.0)))
+        panel.append(("labels", overlay_labels(black, display_slice(labels, "axial", z), opacity=1.0, palette=palette)))
     return panel
 
 
 def decoding_panel(
-    case, stages: Mapping[str, NDArray], z: int, *, modality: str = "flair"
+    case, stages: Mapping[str, NDArray], z: int, *, modality: str = "flair", palette: Palette = BRATS_PALETTE
 ) -> list[tuple[str, NDArray[np.uint8]]]:
     """Each label map of :func:`~neuroinsight.inference.decoding_stages` on one axial slice, with
     the whole-tumor and core volumes it gives (what each step changes)."""
@@ -567,7 +621,7 @@ def decoding_panel(
     for name, labels in stages.items():
         volumes = region_volumes_ml(labels, case.spacing_mm)
         caption = f"{name}: WT {volumes['WT']:.1f} cm³, TC {volumes['TC']:.1f} cm³"
-        panel.append((caption, overlay_labels(gray, display_slice(labels, "axial", z))))
+        panel.append((caption, overlay_labels(gray, display_slice(labels, "axial", z), palette=palette)))
     return panel
 
 

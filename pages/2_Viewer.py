@@ -23,7 +23,7 @@ with controls:
     # The short name fits the narrow column; the legend under the image spells it out.
     visible = [
         v
-        for v, (name, _) in viz.LABEL_COLORS.items()
+        for v, name in viz.LABEL_NAMES.items()
         if st.checkbox(name.split(" (")[0], help=name, **ui.remember(f"show{v}", True))
     ]
     layers = viz.available_layers(has_truth=case.label is not None, has_uncertainty=seg.uncertainty is not None)
@@ -56,7 +56,16 @@ def slice_view() -> None:
     index = st.slider("Slice", 0, size - 1, **ui.remember(key, largest, range(size)))
     names = (ui.analysis_label(result), "" if other is None else ui.analysis_label(other))
     images = viz.render_layers(
-        result, modality, plane, index, layer, opacity=opacity, visible=visible, other=other, names=names
+        result,
+        modality,
+        plane,
+        index,
+        layer,
+        opacity=opacity,
+        visible=visible,
+        other=other,
+        names=names,
+        palette=ui.palette(),
     )
     columns = st.columns(len(images))
     for i, (column, (caption, rgb)) in enumerate(zip(columns, images, strict=True)):
@@ -69,7 +78,9 @@ with view:
     slice_view()
     # Below the fragment: the legend depends on the layer and the comparison, not the slice, so a slider
     # move need not resend it.
-    legend = viz.legend_entries(layer) + (list(viz.DIFFERENCE_COLORS.items()) if other is not None else [])
+    legend = viz.legend_entries(layer, ui.palette()) + (
+        list(viz.DIFFERENCE_COLORS.items()) if other is not None else []
+    )
     if legend:
         st.plotly_chart(viz.legend_figure(legend), config={"staticPlot": True}, key="legend")
     if not viz.legend_entries(layer):
@@ -78,4 +89,4 @@ with view:
 # A toggle, not an expander: a collapsed expander's content still runs (marching cubes) and is sent
 # (about 1 MB) on every rerun of the page.
 if st.toggle("3-D view of WT, TC and ET"):
-    st.plotly_chart(viz.mesh_figure(seg.labels, case.spacing_mm), key="mesh")
+    st.plotly_chart(viz.mesh_figure(seg.labels, case.spacing_mm, palette=ui.palette()), key="mesh")

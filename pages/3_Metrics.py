@@ -54,7 +54,7 @@ else:
         }
         left, right = st.columns(2)
         left.markdown("Per-slice Dice (axial)")
-        left.plotly_chart(viz.per_slice_dice_figure(curves), key="per_slice")
+        left.plotly_chart(viz.per_slice_dice_figure(curves, palette=ui.palette()), key="per_slice")
         right.markdown("Label confusion (voxels; rows = ground truth)")
         matrix = metrics.confusion_matrix(seg.labels, case.label)
         right.plotly_chart(viz.confusion_figure(matrix, ["background", "NCR", "ED", "ET"]), key="confusion")
@@ -85,7 +85,9 @@ else:
     info = choices[choice]
     cv = info["crossval"]
     marks = crossval_marks(result, info)
-    st.plotly_chart(viz.region_boxplot(crossval_rows(info), "dice", marks=marks), key="crossval_box")
+    st.plotly_chart(
+        viz.region_boxplot(crossval_rows(info), "dice", marks=marks, palette=ui.palette()), key="crossval_box"
+    )
     st.caption(
         f"Each point is one of {cv['patients']} patients, scored by the {cv['folds']}-fold cross-validation model "
         "that was trained without it (same recipe as the shipped model, fewer patients; hover for the name): "
@@ -123,7 +125,7 @@ else:
                 + held_out_comparison(rows),
                 icon=":material/school:",
             )
-        st.plotly_chart(viz.region_boxplot(rows, "dice"), key="box")
+        st.plotly_chart(viz.region_boxplot(rows, "dice", palette=ui.palette()), key="box")
         summary = metrics.summarise(rows)
         st.markdown("Mean per region over the scored cases")
         ui.metric_table(

@@ -39,7 +39,7 @@ st.markdown(
     "stands out. Without contrast (no T1ce) a network can still outline the whole tumor from T1, T2 and FLAIR, "
     "but not the enhancing tumor: only T1ce shows enhancement (the no-contrast model in the model card)."
 )
-show(viz.modality_panel(case, z, labels))
+show(viz.modality_panel(case, z, labels, palette=ui.palette()))
 
 if labels is not None:
     st.subheader("2. Ground-truth labels and the BraTS regions")
@@ -107,7 +107,7 @@ if model_path.exists():
             "measured in the model card; the last panel is the segmentation shown everywhere else. The Viewer's "
             "probability layers show each region's probability on any slice, with the decided outline on it."
         )
-        show(viz.decoding_panel(case, ui.decoding_stages(result), z), columns=4)
+        show(viz.decoding_panel(case, ui.decoding_stages(result), z, palette=ui.palette()), columns=4)
     else:
         st.caption("Segment a case (Upload page) to see how its probabilities become labels.")
 
@@ -124,7 +124,7 @@ if model_path.exists():
     st.markdown(f"Measured accuracy: {accuracy_text(info)}.")
     held_out = crossval_rows(info)
     if held_out:
-        st.plotly_chart(viz.region_boxplot(held_out, "dice"), key="crossval_box")
+        st.plotly_chart(viz.region_boxplot(held_out, "dice", palette=ui.palette()), key="crossval_box")
         st.caption(
             "The same cross-validation patient by patient (hover for names): each was scored by a model trained "
             "without it. The Dice the training curve reaches on patients it learns from is higher; the spread here "

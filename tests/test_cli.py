@@ -174,6 +174,7 @@ def test_report_command_writes_a_pdf(phantom_dir, tiny_model_path, tmp_path):
             *tiny_model_args(tiny_model_path),
             "--date",
             "2026-01-02T03:04:05",
+            "--colour-blind-safe",
         ]
     )
     assert code == 0 and out.read_bytes().startswith(b"%PDF")

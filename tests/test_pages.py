@@ -282,6 +282,27 @@ def test_report_files_are_built_once_per_result(demo_session):
     assert "report" not in upload.session_state  # a new result drops the old report
 
 
+def _legend_colours(at: AppTest) -> list[str]:
+    """The swatch colours of the Viewer's legend (the last figure without the 3-D view)."""
+    figure = json.loads(at.get("plotly_chart")[-1].proto.spec)
+    return [trace["marker"]["color"] for trace in figure["data"]]
+
+
+def test_colour_blind_switch_recolours_every_page_and_the_report(demo_session):
+    at = _with_result("pages/2_Viewer.py", demo_session)
+    assert _legend_colours(at) == [viz.hex_color(c) for c in viz.BRATS_PALETTE.labels.values()]
+    pdf = at.switch_page("pages/4_Report.py").run().session_state["report"].pdf
+    next(t for t in at.sidebar.toggle if t.label == "Colour-blind-safe colours").set_value(True).run()
+    rebuilt = at.session_state["report"]
+    assert rebuilt.palette == viz.COLOUR_BLIND_PALETTE.name and rebuilt.pdf != pdf  # its slices, redrawn
+    at.switch_page("pages/2_Viewer.py").run()
+    assert not at.exception
+    assert next(t for t in at.sidebar.toggle if t.label == "Colour-blind-safe colours").value  # kept across pages
+    assert _legend_colours(at) == [viz.hex_color(c) for c in viz.COLOUR_BLIND_PALETTE.labels.values()]
+    next(r for r in at.radio if r.label == "Layer").set_value("error map (WT)").run()
+    assert _legend_colours(at) == [viz.hex_color(c) for c in viz.COLOUR_BLIND_PALETTE.errors.values()]
+
+
 def test_upload_page_shows_the_input_warnings(demo_session):
     assert demo_session.session_state["result"].warnings == []  # the demo is skull-stripped
     at = page("pages/1_Upload.py")

@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 import numpy as np
 import pytest
 
+from neuroinsight import viz
 from neuroinsight.grading import grade_features, load_grade_model
 from neuroinsight.inference import Segmenter
 from neuroinsight.metrics import region_volumes_ml
@@ -129,6 +130,15 @@ def test_first_page_shows_the_overlay_colours(result, grader, tmp_path):
     }
     for name, mask in hues.items():
         assert mask.sum() > 300, f"{name}: {mask.sum()} pixels"
+
+
+@requires_poppler
+def test_colour_blind_report_draws_edema_sky_blue_not_green(result, tmp_path):
+    pages = _pages(build_pdf(result, created=WHEN, palette=viz.COLOUR_BLIND_PALETTE), tmp_path)
+    r, g, b = (pages[0].reshape(-1, 3).astype(int)[:, i] for i in range(3))
+    sky_blue = (b > r + 40) & (b > g + 10)
+    brats_green = (g > r + 40) & (g > b + 20)
+    assert sky_blue.sum() > 300 and brats_green.sum() < 50, (sky_blue.sum(), brats_green.sum())
 
 
 @requires_poppler

@@ -3,34 +3,37 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from neuroinsight import viz
 from tests.conftest import small_case
 
 
-def _swatches(layer: str) -> dict[str, str]:
+def _swatches(layer: str, palette: viz.Palette) -> dict[str, str]:
     """Legend name -> swatch colour, as the viewer's legend figure shows them."""
-    figure = viz.legend_figure(viz.legend_entries(layer))
+    figure = viz.legend_figure(viz.legend_entries(layer, palette))
     return {trace.name: trace.marker.color for trace in figure.data}
 
 
-def test_label_legend_shows_the_colours_drawn_on_the_slice():
+@pytest.mark.parametrize("palette", viz.PALETTES.values(), ids=viz.PALETTES)
+def test_label_legend_shows_the_colours_drawn_on_the_slice(palette):
     labels = np.array([[1], [2], [4]])
-    drawn = viz.overlay_labels(np.zeros((3, 1), np.uint8), labels, opacity=1.0)[:, 0]
-    swatches = _swatches("labels")
-    assert len(swatches) == 3
-    for (r, g, b), (name, _) in zip(drawn, viz.LABEL_COLORS.values(), strict=True):
+    drawn = viz.overlay_labels(np.zeros((3, 1), np.uint8), labels, opacity=1.0, palette=palette)[:, 0]
+    swatches = _swatches("labels", palette)
+    assert list(swatches) == list(viz.LABEL_NAMES.values())
+    for (r, g, b), name in zip(drawn, viz.LABEL_NAMES.values(), strict=True):
         assert swatches[name] == f"#{r:02x}{g:02x}{b:02x}", name
     # Region charts (per-slice Dice, 3-D view) use the same colours: ET as ET, TC as NCR, WT as edema.
     for region, label in (("ET", 4), ("TC", 1), ("WT", 2)):
-        assert viz.REGION_COLORS[region] == swatches[viz.LABEL_COLORS[label][0]], region
+        assert palette.regions[region] == swatches[viz.LABEL_NAMES[label]], region
 
 
-def test_error_legend_shows_the_colours_drawn_on_the_slice():
+@pytest.mark.parametrize("palette", viz.PALETTES.values(), ids=viz.PALETTES)
+def test_error_legend_shows_the_colours_drawn_on_the_slice(palette):
     pred = np.array([[True], [True], [False]])
     ref = np.array([[True], [False], [True]])
-    drawn = viz.error_map(np.zeros((3, 1), np.uint8), pred, ref, opacity=1.0)[:, 0]
-    swatches = _swatches("error map (WT)")
+    drawn = viz.error_map(np.zeros((3, 1), np.uint8), pred, ref, opacity=1.0, palette=palette)[:, 0]
+    swatches = _swatches("error map (WT)", palette)
     for (r, g, b), name in zip(drawn, ("true positive", "false positive", "false negative"), strict=True):
         assert swatches[name] == f"#{r:02x}{g:02x}{b:02x}", name
 
@@ -42,8 +45,40 @@ def test_difference_map_colours_where_two_analyses_disagree():
     for (r, g, b), name in zip(drawn[:3], viz.DIFFERENCE_COLORS, strict=True):
         assert viz.hex_color((r, g, b)) == viz.hex_color(viz.DIFFERENCE_COLORS[name]), name
     assert not drawn[3:].any()  # agreement (same label, or both background) stays grey
-    shown_beside = {rgb for _, rgb in viz.LABEL_COLORS.values()} | set(viz.ERROR_COLORS.values())
-    assert not shown_beside & set(viz.DIFFERENCE_COLORS.values())
+    for palette in viz.PALETTES.values():
+        shown_beside = set(palette.labels.values()) | set(palette.errors.values())
+        assert not shown_beside & set(viz.DIFFERENCE_COLORS.values()), palette.name
+
+
+# Machado, Oliveira & Fernandes (2009), severity 1: linear-RGB matrices simulating dichromacy.
+DICHROMACY = {
+    "deuteranopia": [[0.367322, 0.860646, -0.227968], [0.280085, 0.672501, 0.047413], [-0.011820, 0.042940, 0.968881]],
+    "protanopia": [[0.152286, 1.052583, -0.204868], [0.114503, 0.786281, 0.099216], [-0.003882, -0.048116, 1.051998]],
+    "tritanopia": [[1.255528, -0.076749, -0.178779], [-0.078411, 0.930809, 0.147602], [0.004733, 0.691367, 0.303900]],
+}
+
+
+def _closest_pair_seen_as(colours: list[viz.RGB], vision: str | None) -> float:
+    """The smallest CIEDE2000 difference between two of ``colours``, as seen with ``vision`` (None: typical)."""
+    from itertools import combinations
+
+    from skimage.color import deltaE_ciede2000, rgb2lab
+
+    srgb = np.array(colours, float) / 255
+    if vision is not None:
+        linear = np.where(srgb <= 0.04045, srgb / 12.92, ((srgb + 0.055) / 1.055) ** 2.4)
+        linear = np.clip(linear @ np.array(DICHROMACY[vision]).T, 0, 1)
+        srgb = np.where(linear <= 0.0031308, 12.92 * linear, 1.055 * linear ** (1 / 2.4) - 0.055)
+    lab = rgb2lab(srgb[None])[0]
+    return min(float(deltaE_ciede2000(lab[i], lab[j])) for i, j in combinations(range(len(colours)), 2))
+
+
+@pytest.mark.parametrize("vision", [None, *DICHROMACY])
+def test_colour_blind_palette_keeps_labels_and_errors_apart(vision):
+    for colours in (viz.COLOUR_BLIND_PALETTE.labels, viz.COLOUR_BLIND_PALETTE.errors):
+        assert _closest_pair_seen_as(list(colours.values()), vision) > 20, vision
+    if vision == "deuteranopia":  # why the switch exists: the BraTS core and edema nearly merge
+        assert _closest_pair_seen_as(list(viz.BRATS_PALETTE.labels.values()), vision) < 15
 
 
 def test_heat_map_layers_get_a_colour_scale_instead_of_swatches():
