@@ -8,6 +8,7 @@ images of ~0.2 MB), never a whole volume.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -233,6 +234,11 @@ def png_bytes(rgb: NDArray[np.uint8]) -> bytes:
     if not ok:
         raise RuntimeError("PNG encoding failed")
     return buffer.tobytes()
+
+
+def png_name(case_id: str, caption: str) -> str:
+    """A file name for a captioned panel: ``Brats18_x_prediction_FLAIR_axial_87.png``."""
+    return f"{case_id}_{re.sub(r'[^A-Za-z0-9.+-]+', '_', caption).strip('_')}.png"
 
 
 def image_figure(rgb: NDArray[np.uint8], *, height: int = 420) -> go.Figure:

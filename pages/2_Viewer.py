@@ -72,6 +72,16 @@ def slice_view() -> None:
         # The position too: two analyses run alike (same model and TTA) give the same caption.
         column.plotly_chart(viz.image_figure(rgb), config={"displayModeBar": False}, key=f"img_{i}_{caption}")
         column.caption(caption)
+        column.download_button(
+            "PNG",
+            viz.png_bytes(rgb),
+            file_name=viz.png_name(case.case_id, caption),
+            mime="image/png",
+            on_click="ignore",
+            icon=":material/download:",
+            help="This panel as a PNG, one pixel per voxel, for slides or a paper (the legend is below).",
+            key=f"png_{i}_{caption}",
+        )
 
 
 with view:

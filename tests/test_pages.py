@@ -161,6 +161,7 @@ def test_viewer_shows_another_analysis_of_the_case_beside(demo_session):
     captions = [c.value for c in at.caption if " · prediction · " in c.value]
     assert captions == [f"{ui.analysis_label(demo)} · prediction · FLAIR axial {at.slider[-1].value}"] * 2
     assert any(c.value.startswith("differences · ") for c in at.caption)
+    assert len(at.get("download_button")) == 3  # a PNG of each panel, alike captions or not
     next(r for r in at.radio if r.label == "Layer").set_value("error map (WT)").run()
     assert not at.exception
     label = ui.analysis_label(demo)
@@ -186,6 +187,8 @@ def test_viewer_shows_slices_and_moves(demo_session):
     next(t for t in at.toggle if t.label.startswith("3-D view")).set_value(True).run()
     assert not at.exception and len(at.get("plotly_chart")) == charts + 1  # the mesh, drawn only when asked for
     next(t for t in at.toggle if t.label.startswith("3-D view")).set_value(False).run()
+    pngs = at.get("download_button")
+    assert [b.proto.label for b in pngs] == ["PNG"]  # one per panel: the labels layer has one
     slider = next(s for s in at.slider if s.label == "Slice")
     first = slider.value
     slider.set_value(first + 5).run()

@@ -195,3 +195,9 @@ def test_app_icon_is_drawn_in_the_overlay_colours_on_a_transparent_background():
     blended = viz.overlay_labels(np.full((1, 1), 150, np.uint8), np.ones((1, 1)), opacity=0.9)[0, 0]
     assert tuple(blended) in colours  # the necrotic core's red over grey brain
     assert len(colours) == 4  # grey brain, edema, enhancing rim, necrotic core
+
+
+def test_panel_png_names_are_safe_file_names():
+    name = viz.png_name("Brats18_2013_11_1", "attention_unet.keras · flip TTA · prediction · FLAIR axial 87")
+    assert name == "Brats18_2013_11_1_attention_unet.keras_flip_TTA_prediction_FLAIR_axial_87.png"
+    assert viz.png_name("c", "probability WT · T1CE coronal 3 · white: predicted WT outline").isascii()
