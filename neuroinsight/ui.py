@@ -301,11 +301,6 @@ def remember(key: str, default: Any, options: Container | None = None) -> dict[s
     return {"key": key, "on_change": _keep, "args": (key,)}
 
 
-def palette() -> viz.Palette:
-    """The colours this session chose in the sidebar (:func:`page_header`)."""
-    return viz.COLOUR_BLIND_PALETTE if st.session_state.get(KEPT, {}).get(COLOUR_BLIND) else viz.BRATS_PALETTE
-
-
 def _keep(key: str) -> None:
     st.session_state[KEPT][key] = st.session_state[key]
 
@@ -313,6 +308,11 @@ def _keep(key: str) -> None:
 def forget(key: str) -> None:
     """Let a :func:`remember` widget start at its default on the next run."""
     st.session_state.get(KEPT, {}).pop(key, None)
+
+
+def palette() -> viz.Palette:
+    """The colours this session chose in the sidebar (:func:`page_header`)."""
+    return viz.COLOUR_BLIND_PALETTE if st.session_state.get(KEPT, {}).get(COLOUR_BLIND) else viz.BRATS_PALETTE
 
 
 def show_error(err: Exception) -> None:
