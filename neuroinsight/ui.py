@@ -310,6 +310,20 @@ def forget(key: str) -> None:
     st.session_state.get(KEPT, {}).pop(key, None)
 
 
+def slice_key(case_id: str, plane: str) -> str:
+    """The Viewer's remembered slice of a case in a plane: each case opens at its largest tumor
+    slice, then where it was left."""
+    return f"slice_{plane}_{case_id}"
+
+
+def open_in_viewer(case_id: str, plane: str, index: int) -> None:
+    """Go to the Viewer showing one slice (a point clicked on the Metrics page's per-slice Dice)."""
+    kept = st.session_state.setdefault(KEPT, {})
+    kept["plane"], kept[slice_key(case_id, plane)] = plane, index
+    token = st.session_state.get(RESULT_TOKEN)
+    st.switch_page("pages/2_Viewer.py", query_params=None if token is None else {CASE_PARAM: token})
+
+
 def palette() -> viz.Palette:
     """The colours this session chose in the sidebar (:func:`page_header`)."""
     return viz.COLOUR_BLIND_PALETTE if st.session_state.get(KEPT, {}).get(COLOUR_BLIND) else viz.BRATS_PALETTE

@@ -290,7 +290,15 @@ def per_slice_dice_figure(curves: Mapping[str, NDArray], *, palette: Palette = B
     """Per-slice Dice along z for each region (gaps where both slices are empty)."""
     fig = go.Figure()
     for name, values in curves.items():
-        fig.add_trace(go.Scatter(y=values, mode="lines", name=name, line={"color": palette.regions.get(name)}))
+        fig.add_trace(
+            go.Scatter(
+                y=values,
+                mode="lines+markers",  # a point per slice, to click (a bare line cannot be clicked)
+                marker={"size": 4},
+                name=name,
+                line={"color": palette.regions.get(name)},
+            )
+        )
     fig.update_layout(
         xaxis_title="axial slice", yaxis_title="Dice", yaxis_range=[0, 1.02], height=320, margin={"t": 10}
     )

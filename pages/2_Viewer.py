@@ -48,8 +48,7 @@ with controls:
 def slice_view() -> None:
     """Reruns alone on a slider move: cuts, colours and sends one slice."""
     size = case.shape[viz.plane_axis(plane)]
-    # One slice per case and plane: each case opens at its largest tumor slice, then where it was left.
-    key = f"slice_{plane}_{case.case_id}"
+    key = ui.slice_key(case.case_id, plane)
     if st.button("Jump to the largest tumor slice"):
         ui.forget(key)
     largest = viz.largest_tumor_slice(seg.labels, plane)

@@ -53,8 +53,15 @@ else:
             r: metrics.per_slice_dice(seg.labels, case.label, labels) for r, labels in metrics.BRATS_REGIONS.items()
         }
         left, right = st.columns(2)
-        left.markdown("Per-slice Dice (axial)")
-        left.plotly_chart(viz.per_slice_dice_figure(curves, palette=ui.palette()), key="per_slice")
+        left.markdown("Per-slice Dice (axial); click a point to open that slice in the Viewer")
+        clicked = left.plotly_chart(
+            viz.per_slice_dice_figure(curves, palette=ui.palette()),
+            key="per_slice",
+            on_select="rerun",
+            selection_mode="points",
+        )
+        if clicked.selection.points:
+            ui.open_in_viewer(case.case_id, "axial", int(clicked.selection.points[0]["x"]))
         right.markdown("Label confusion (voxels; rows = ground truth)")
         matrix = metrics.confusion_matrix(seg.labels, case.label)
         right.plotly_chart(viz.confusion_figure(matrix, ["background", "NCR", "ED", "ET"]), key="confusion")

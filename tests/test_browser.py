@@ -229,6 +229,29 @@ def test_demo_case_through_every_page(server, browser, tmp_path):
     _settle(page)
     page.get_by_text("How the shipped model was trained").wait_for(timeout=120_000)
     assert len(list(shots.glob("*.png"))) == 7
+
+    # A point clicked on the per-slice Dice opens that axial slice in the Viewer.
+    _open(page, "Metrics")
+    page.wait_for_function(
+        "() => [...document.querySelectorAll('.xtitle')].some(e => e.textContent === 'axial slice')", timeout=60_000
+    )
+    point = page.evaluate(
+        """() => {
+            const gd = [...document.querySelectorAll('.js-plotly-plot')]
+                .find(g => g.layout.xaxis.title && g.layout.xaxis.title.text === 'axial slice');
+            // Plotly keeps the decoded numbers (the figure sends them base64-packed) in _fullData.
+            const wt = Array.from(gd._fullData[0].y, v => (Number.isFinite(v) ? v : -1));
+            const z = wt.indexOf(Math.max(...wt));
+            const xa = gd._fullLayout.xaxis, ya = gd._fullLayout.yaxis, box = gd.getBoundingClientRect();
+            return {z, x: box.left + xa._offset + xa.l2p(z), y: box.top + ya._offset + ya.l2p(wt[z])};
+        }"""
+    )
+    page.mouse.move(point["x"], point["y"])
+    page.mouse.click(point["x"], point["y"])
+    page.wait_for_url(re.compile(r"/Viewer\?case="), timeout=60_000)
+    _settle(page)
+    page.get_by_text(f"prediction · FLAIR axial {point['z']}", exact=True).wait_for(timeout=60_000)
+    _no_exception(page)
     assert not elsewhere, f"requests to other hosts: {elsewhere}"
 
 
