@@ -25,11 +25,13 @@ result = ui.current_result()
 case = result.case if result is not None else ui.demo_case()
 labels = case.label if case.label is not None else (result.segmentation.labels if result else None)
 st.caption(f"Case: **{case.case_id}**" + ("" if result else " (the built-in demo; load another on the Upload page)"))
+# The Viewer's axial slice: a teacher moving between the two pages stays on the same slice.
+largest = viz.largest_tumor_slice(labels if labels is not None else case.images["flair"] > 0)
 z = st.slider(
     "Axial slice",
     0,
     case.shape[2] - 1,
-    viz.largest_tumor_slice(labels if labels is not None else case.images["flair"] > 0),
+    **ui.remember(ui.slice_key(case.case_id, "axial"), largest, range(case.shape[2])),
 )
 
 st.subheader("1. Four MRI modalities per patient")

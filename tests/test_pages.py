@@ -227,6 +227,14 @@ def test_choices_survive_a_visit_to_another_page(demo_session):
     next(b for b in at.button if b.label == "Jump to the largest tumor slice").click().run()
     largest = viz.largest_tumor_slice(demo_session.session_state["result"].segmentation.labels, "coronal")
     assert next(s for s in at.slider if s.label == "Slice").value == largest != 40
+    # The Learn page shares the Viewer's axial slice, both ways.
+    next(r for r in at.radio if r.label == "Plane").set_value("axial").run()
+    next(s for s in at.slider if s.label == "Slice").set_value(50).run()
+    at.switch_page("pages/5_Learn.py").run()
+    assert next(s for s in at.slider if s.label == "Axial slice").value == 50
+    next(s for s in at.slider if s.label == "Axial slice").set_value(60).run()
+    at.switch_page("pages/2_Viewer.py").run()
+    assert next(s for s in at.slider if s.label == "Slice").value == 60
 
 
 def test_metrics_and_report_pages_with_a_case(demo_session):
