@@ -50,15 +50,17 @@ class CaseResult:
     scores: dict[str, RegionScores] | None
     model_info: dict = field(default_factory=dict, repr=False)
     warnings: list[str] = field(default_factory=list)
-    _windows: dict[str, tuple[float, float]] = field(default_factory=dict, repr=False)
+    _windows: dict[tuple, tuple[float, float]] = field(default_factory=dict, repr=False)
 
-    def display_window(self, modality: str) -> tuple[float, float]:
-        """Intensity window of a modality for display, computed once per case."""
-        if modality not in self._windows:
-            from neuroinsight import viz  # plotting stack only where something is shown
+    def display_window(self, modality: str, percentiles: tuple[float, float] | None = None) -> tuple[float, float]:
+        """Intensity window of a modality for display, computed once per case and ``percentiles`` of
+        its brain voxels (None: :data:`neuroinsight.viz.DEFAULT_WINDOW_PERCENTILES`)."""
+        from neuroinsight import viz  # plotting stack only where something is shown
 
-            self._windows[modality] = viz.intensity_window(self.case.images[modality])
-        return self._windows[modality]
+        key = (modality, tuple(percentiles or viz.DEFAULT_WINDOW_PERCENTILES))
+        if key not in self._windows:
+            self._windows[key] = viz.intensity_window(self.case.images[modality], key[1])
+        return self._windows[key]
 
     def is_reliable(self, region: str) -> bool:
         """Whether a volume (NCR, ED, ET, WT, TC) can be trusted: without T1ce only the whole tumor."""

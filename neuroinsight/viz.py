@@ -115,13 +115,19 @@ def window_to_uint8(image: NDArray, low: float | None = None, high: float | None
     return (np.clip((image - low) / span, 0, 1) * 255).astype(np.uint8)
 
 
-def intensity_window(volume: NDArray) -> tuple[float, float]:
-    """A volume-wide display window (0.5 / 99.5 percentiles of non-zero voxels, subsampled)."""
+#: The display window's default percentiles: the extremes would let a few hot voxels grey out the rest.
+DEFAULT_WINDOW_PERCENTILES = (0.5, 99.5)
+
+
+def intensity_window(
+    volume: NDArray, percentiles: tuple[float, float] = DEFAULT_WINDOW_PERCENTILES
+) -> tuple[float, float]:
+    """A volume-wide display window: two percentiles of the non-zero (brain) voxels, subsampled."""
     values = volume[::2, ::2, ::2]
     values = values[values != 0]
     if values.size == 0:
         return 0.0, 1.0
-    low, high = np.percentile(values, (0.5, 99.5))
+    low, high = np.percentile(values, percentiles)
     return float(low), float(high)
 
 
@@ -511,6 +517,7 @@ def render_layers(
     other: CaseResult | None = None,
     names: tuple[str, str] = ("", ""),
     palette: Palette = BRATS_PALETTE,
+    window: tuple[float, float] = DEFAULT_WINDOW_PERCENTILES,
 ) -> Drawn:
     """The image(s) the viewer shows for one slice: ``[(caption, rgb), ...]``.
 
@@ -526,9 +533,10 @@ def render_layers(
             where they differ from ``result``'s follow the layer.
         names: ``result``'s and ``other``'s names, leading the captions when comparing.
         palette: Colours of the labels and the error map.
+        window: The background's grey range, as percentiles of the modality's brain voxels.
     """
     case, seg = result.case, result.segmentation
-    low, high = result.display_window(modality)
+    low, high = result.display_window(modality, window)
     view = SliceView(
         result=result,
         plane=plane,

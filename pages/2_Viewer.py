@@ -18,6 +18,15 @@ with controls:
     modality = st.selectbox(
         "Modality", case.modalities, format_func=str.upper, **ui.remember("modality", "flair", case.modalities)
     )
+    window = st.slider(
+        "Brightness window (%)",
+        0.0,
+        100.0,
+        step=0.5,
+        help="The grey range of the scan, as percentiles of its brain voxels: darker than the first is black, "
+        "brighter than the second white. Narrow it for more contrast; the default is 0.5 to 99.5.",
+        **ui.remember("window", viz.DEFAULT_WINDOW_PERCENTILES),
+    )
     plane = st.radio("Plane", viz.PLANES, horizontal=True, **ui.remember("plane", "axial"))
     opacity = st.slider("Overlay opacity", 0.0, 1.0, step=0.05, **ui.remember("opacity", 0.45))
     # The short name fits the narrow column; the legend under the image spells it out.
@@ -65,6 +74,7 @@ def slice_view() -> None:
         other=other,
         names=names,
         palette=ui.palette(),
+        window=window,
     )
     columns = st.columns(len(images))
     for i, (column, (caption, rgb)) in enumerate(zip(columns, images, strict=True)):

@@ -216,6 +216,7 @@ def test_choices_survive_a_visit_to_another_page(demo_session):
     next(r for r in at.radio if r.label == "Plane").set_value("coronal").run()
     next(r for r in at.radio if r.label == "Layer").set_value("uncertainty").run()
     next(s for s in at.slider if s.label == "Slice").set_value(40).run()
+    next(s for s in at.slider if s.label == "Brightness window (%)").set_value((10.0, 90.0)).run()
     next(c for c in at.checkbox if c.label == "ED").uncheck().run()
     at.switch_page("pages/3_Metrics.py").run()
     at.switch_page("pages/2_Viewer.py").run()
@@ -223,6 +224,7 @@ def test_choices_survive_a_visit_to_another_page(demo_session):
     assert next(r for r in at.radio if r.label == "Plane").value == "coronal"
     assert next(r for r in at.radio if r.label == "Layer").value == "uncertainty"
     assert next(s for s in at.slider if s.label == "Slice").value == 40
+    assert next(s for s in at.slider if s.label == "Brightness window (%)").value == (10.0, 90.0)
     assert not next(c for c in at.checkbox if c.label == "ED").value
     next(b for b in at.button if b.label == "Jump to the largest tumor slice").click().run()
     largest = viz.largest_tumor_slice(demo_session.session_state["result"].segmentation.labels, "coronal")

@@ -147,6 +147,21 @@ def test_every_layer_draws_the_slice_and_unshowable_layers_fall_back_to_labels(t
         assert caption.startswith("prediction") and not rest, name
         assert np.array_equal(rgb, viz.render_layers(bare, "flair", "axial", z, "labels")[0][1])
 
+    # A narrower brightness window (percentiles of the brain voxels) pushes more of the slice to black and white.
+    wide = viz.render_layers(result, "flair", "axial", z, "labels", visible=())[0][1]
+    narrow = viz.render_layers(result, "flair", "axial", z, "labels", visible=(), window=(40.0, 60.0))[0][1]
+    assert (narrow == 255).sum() > (wide == 255).sum() and (narrow == 0).sum() > (wide == 0).sum()
+
+
+def test_intensity_window_is_percentiles_of_the_brain_voxels():
+    volume = np.zeros((40, 40, 40))
+    volume[10:30, 10:30, 10:30] = np.random.default_rng(0).uniform(100, 200, (20, 20, 20))
+    low, high = viz.intensity_window(volume, (0.0, 100.0))
+    assert 100 <= low < 101 and 199 < high <= 200  # the zero background does not count
+    inner = viz.intensity_window(volume, (25.0, 75.0))
+    assert low < inner[0] < 150 < inner[1] < high
+    assert viz.intensity_window(volume) == viz.intensity_window(volume, viz.DEFAULT_WINDOW_PERCENTILES)
+
 
 def test_probability_layers_show_nested_region_probabilities_outlined_by_the_labels(tiny_model_path):
     from neuroinsight.inference import TUNED_THRESHOLDS, Segmenter
