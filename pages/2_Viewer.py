@@ -46,6 +46,7 @@ with controls:
             format_func=lambda t: "nothing" if t is None else ui.analysis_label(others[t]),
             help="Another analysis of this case in this session: its labels beside the layer shown here, then "
             "where the two differ.",
+            **ui.remember("compare", None, [None, *others]),
         )
         other = others.get(chosen)
     members = result.model_info.get("ensemble")

@@ -162,6 +162,9 @@ def test_viewer_shows_another_analysis_of_the_case_beside(demo_session):
     assert captions == [f"{ui.analysis_label(demo)} · prediction · FLAIR axial {at.slider[-1].value}"] * 2
     assert any(c.value.startswith("differences · ") for c in at.caption)
     assert len(at.get("download_button")) == 3  # a PNG of each panel, alike captions or not
+    at.switch_page("pages/3_Metrics.py").run()
+    at.switch_page("pages/2_Viewer.py").run()
+    assert next(s for s in at.selectbox if s.label == "Compare with").value == token  # kept across pages
     next(r for r in at.radio if r.label == "Layer").set_value("error map (WT)").run()
     assert not at.exception
     label = ui.analysis_label(demo)
