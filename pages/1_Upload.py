@@ -76,10 +76,12 @@ with tab_folder:
         st.info(f"No cases found in {ui.settings().data_dir}. Set NEUROINSIGHT_DATA to a folder of BraTS case folders.")
     else:
         grades = io.read_grades(ui.settings().data_dir)  # shown so that a teacher can pick an LGG, say
+        names = [p.name for p in cases]
         choice = st.selectbox(
             "Case",
-            [p.name for p in cases],
+            names,
             format_func=lambda name: f"{name} ({grades[name]})" if name in grades else name,
+            **ui.remember("data_case", names[0], names),
         )
         if st.button("Load and segment this case", type="primary"):
             folder = ui.settings().data_dir / choice

@@ -510,6 +510,10 @@ def test_data_folder_cases_are_listed_with_their_grade(phantom_data_setting):
     box = next(s for s in at.selectbox if s.label == "Case")
     assert box.options == [f"ph{seed} ({'LGG' if seed >= 4 else 'HGG'})" for seed in range(6)]  # from grades.csv
     assert box.value == "ph0"  # the folder name, as loading needs it
+    box.set_value("ph4").run()
+    at.switch_page("pages/6_About.py").run()
+    at.switch_page("pages/1_Upload.py").run()
+    assert next(s for s in at.selectbox if s.label == "Case").value == "ph4"  # kept across pages
 
 
 def test_about_page_shows_the_model_card_the_app_cites():
