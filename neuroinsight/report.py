@@ -97,9 +97,8 @@ class _ReportPDF(FPDF):
 def _slice_images(
     result: CaseResult, palette: viz.Palette, plane: str, index: int, modality: str, labels: np.ndarray
 ) -> np.ndarray:
-    volume = result.case.images[modality]
-    low, high = viz.intensity_window(volume)
-    gray = viz.window_to_uint8(viz.display_slice(volume, plane, index), low, high)
+    low, high = result.display_window(modality)  # computed once per modality, not once per image
+    gray = viz.window_to_uint8(viz.display_slice(result.case.images[modality], plane, index), low, high)
     return viz.overlay_labels(gray, viz.display_slice(labels, plane, index), opacity=0.5, palette=palette)
 
 

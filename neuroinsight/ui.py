@@ -218,10 +218,15 @@ def page_link(page: str, label: str, icon: str, *, where=st, query_params: dict[
     A plain link lands on an address without ``?case=``, which the page then adds: two
     browser-history entries per move, so Back had to be pressed twice to leave a page.
     """
+    where.page_link(page, label=label, icon=icon, query_params=_with_case(query_params))
+
+
+def _with_case(query_params: dict[str, str] | None = None) -> dict[str, str] | None:
+    """``query_params`` plus the current case's ``?case=`` token (None when there is neither)."""
     params = dict(query_params or {})
     if (token := st.session_state.get(RESULT_TOKEN)) is not None:
         params[CASE_PARAM] = token
-    where.page_link(page, label=label, icon=icon, query_params=params or None)
+    return params or None
 
 
 def _case_switch() -> None:
@@ -320,8 +325,7 @@ def open_in_viewer(case_id: str, plane: str, index: int) -> None:
     """Go to the Viewer showing one slice (a point clicked on the Metrics page's per-slice Dice)."""
     kept = st.session_state.setdefault(KEPT, {})
     kept["plane"], kept[slice_key(case_id, plane)] = plane, index
-    token = st.session_state.get(RESULT_TOKEN)
-    st.switch_page("pages/2_Viewer.py", query_params=None if token is None else {CASE_PARAM: token})
+    st.switch_page("pages/2_Viewer.py", query_params=_with_case())
 
 
 def palette() -> viz.Palette:

@@ -9,7 +9,7 @@ images of ~0.2 MB), never a whole volume.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -140,12 +140,7 @@ def overlay_labels(
     palette: Palette = BRATS_PALETTE,
 ) -> NDArray[np.uint8]:
     """Blend label colours onto a grey slice; returns RGB uint8 ``(H, W, 3)``."""
-    rgb = np.repeat(gray[..., None], 3, axis=-1).astype(np.float32)
-    for value in visible:
-        mask = labels == value
-        if mask.any():
-            rgb[mask] = (1 - opacity) * rgb[mask] + opacity * np.array(palette.labels[value], dtype=np.float32)
-    return rgb.astype(np.uint8)
+    return _paint(gray, {value: labels == value for value in visible}, palette.labels, opacity)
 
 
 def app_icon(size: int = 64) -> NDArray[np.uint8]:
@@ -161,10 +156,10 @@ def app_icon(size: int = 64) -> NDArray[np.uint8]:
 
 
 def _paint(
-    gray: NDArray[np.uint8], masks: Mapping[str, NDArray[np.bool_]], colors: Mapping[str, RGB], opacity: float
+    gray: NDArray[np.uint8], masks: Mapping[Hashable, NDArray[np.bool_]], colors: Mapping, opacity: float
 ) -> NDArray[np.uint8]:
-    """Each named mask blended in its colour over a grey slice."""
-    rgb = np.repeat(gray[..., None], 3, axis=-1).astype(np.float32)
+    """Each mask blended in its colour (``colors`` under the same key: a label, an error name) over a grey slice."""
+    rgb = gray_rgb(gray).astype(np.float32)
     for name, mask in masks.items():
         rgb[mask] = (1 - opacity) * rgb[mask] + opacity * np.array(colors[name], dtype=np.float32)
     return rgb.astype(np.uint8)
@@ -209,7 +204,7 @@ def heat_colors(values: NDArray) -> NDArray[np.uint8]:
 def heat_overlay(gray: NDArray[np.uint8], values: NDArray, *, opacity: float = 0.5) -> NDArray[np.uint8]:
     """A [0, 1] map (attention, uncertainty, probability) in the heat colour map over a grey slice."""
     heat = heat_colors(values)
-    rgb = np.repeat(gray[..., None], 3, axis=-1).astype(np.float32)
+    rgb = gray_rgb(gray).astype(np.float32)
     return ((1 - opacity) * rgb + opacity * heat).astype(np.uint8)
 
 
